@@ -1,0 +1,193 @@
+"""Configuration: the workspace file (outreach.yaml) and OUTREACH_* environment overrides.
+
+Secrets never live in the file: a mailbox names the environment variable that holds its
+password, and the value is read only when a connection is made.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from outreach.errors import ConfigError, Location, Problem
+from outreach.sequences.calendar import zone
+from outreach.yamlsrc import load_file, schema_problems
+
+WORKSPACE_FILE = "outreach.yaml"
+ENV_PREFIX = "OUTREACH_"
+
+
+def _address(value: str) -> str:
+    from email_validator import EmailNotValidError, validate_email
+
+    try:
+        return validate_email(value, check_deliverability=False).normalized.lower()
+    except EmailNotValidError as exc:
+        raise ValueError(f"{value!r} is not an email address: {exc}") from exc
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ServerConfig(_Strict):
+    host: str
+    port: int = Field(ge=1, le=65535)
+    security: Literal["none", "starttls", "tls"] = "starttls"
+    username: str | None = None
+    password_env: str | None = None  # the NAME of the variable holding the secret
+
+    @field_validator("password_env")
+    @classmethod
+    def _env_name(cls, value: str | None) -> str | None:
+        if value is not None and not value.replace("_", "").isalnum():
+            raise ValueError(f"{value!r}: give the name of an environment variable (e.g. OUTREACH_SMTP_PRIYA), not the secret")
+        return value
+
+    def password(self) -> str | None:
+        if self.password_env is None:
+            return None
+        value = os.environ.get(self.password_env)
+        if value is None:
+            raise ConfigError(
+                Problem(Location("environment"), f"{self.password_env} is not set; export it with the mailbox password")
+            )
+        return value
+
+    def __repr__(self) -> str:  # never show the secret, only where it comes from
+        return f"ServerConfig(host={self.host!r}, port={self.port}, security={self.security!r}, username={self.username!r}, password_env={self.password_env!r})"
+
+
+class ImapConfig(ServerConfig):
+    sent_folder: str = "Sent"
+    drafts_folder: str = "Drafts"
+    save_sent: bool = True  # APPEND a copy to Sent; off where the server saves it itself
+
+
+class MailboxConfig(_Strict):
+    address: str
+    name: str = ""
+    smtp: ServerConfig
+    imap: ImapConfig | None = None
+    daily_cap: int = Field(200, ge=1)
+    timezone: str = "UTC"
+
+    _norm = field_validator("address")(classmethod(lambda cls, v: _address(v)))
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, value: str) -> str:
+        zone(value)
+        return value
+
+
+class PersonConfig(_Strict):
+    email: str
+    name: str
+    title: str = ""
+    phone: str = ""
+    mailbox: str | None = None  # defaults to the mailbox with the person's address
+    manager: str | None = None  # the manager's email
+    signature: str = ""
+
+    _norm = field_validator("email")(classmethod(lambda cls, v: _address(v)))
+
+    @field_validator("manager", "mailbox")
+    @classmethod
+    def _opt(cls, value: str | None) -> str | None:
+        return _address(value) if value else None
+
+
+class WorkspaceConfig(_Strict):
+    database_url: str | None = None
+    broker_url: str | None = None
+    timezone: str = "UTC"
+    sequences: str = "sequences"
+    templates: str = "templates"
+    mailboxes: list[MailboxConfig] = Field(default_factory=list)
+    team: list[PersonConfig] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _links(self) -> WorkspaceConfig:
+        boxes = {m.address for m in self.mailboxes}
+        people = {p.email for p in self.team}
+        if len(boxes) != len(self.mailboxes):
+            raise ValueError("a mailbox address is listed twice")
+        if len(people) != len(self.team):
+            raise ValueError("a person is listed twice in team")
+        for person in self.team:
+            box = person.mailbox or person.email
+            if person.mailbox and box not in boxes:
+                raise ValueError(f"{person.email}: mailbox {box!r} is not in mailboxes")
+            if person.manager and person.manager not in people:
+                raise ValueError(f"{person.email}: manager {person.manager!r} is not in team")
+        return self
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What a process runs with: the workspace plus OUTREACH_* overrides, read once at the edge."""
+
+    root: Path
+    workspace: WorkspaceConfig
+    database_url: str
+    broker_url: str
+    secret_key: str = field(repr=False)
+
+    @property
+    def sequences_dir(self) -> Path:
+        return (self.root / self.workspace.sequences).resolve()
+
+    @property
+    def templates_dir(self) -> Path:
+        return (self.root / self.workspace.templates).resolve()
+
+    def __repr__(self) -> str:
+        return f"Settings(root={str(self.root)!r}, database_url={_hide(self.database_url)!r}, broker_url={_hide(self.broker_url)!r})"
+
+
+def _hide(url: str) -> str:
+    """postgresql://u:secret@h/db -> postgresql://u:***@h/db"""
+    scheme, sep, rest = url.partition("://")
+    if not sep or "@" not in rest:
+        return url
+    creds, _, host = rest.rpartition("@")
+    user = creds.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{host}" if ":" in creds else url
+
+
+def load_workspace(path: Path) -> WorkspaceConfig:
+    doc = load_file(path)
+    if doc.data is None:
+        return WorkspaceConfig()
+    if not isinstance(doc.data, dict):
+        raise ConfigError(Problem(Location(path, 1, 1), "the workspace file must be a mapping (key: value)"))
+    try:
+        return WorkspaceConfig.model_validate(doc.data)
+    except ValidationError as exc:
+        names = set(WorkspaceConfig.model_fields) | set(MailboxConfig.model_fields) | set(PersonConfig.model_fields) | set(ImapConfig.model_fields)
+        raise ConfigError(schema_problems(doc, exc, frozenset(names))) from exc
+
+
+def load_settings(root: Path | None = None, environ: Mapping[str, str] | None = None) -> Settings:
+    env = os.environ if environ is None else environ
+    if root is None:
+        root = Path(env.get(f"{ENV_PREFIX}WORKSPACE", ".")).resolve()
+    root = root.resolve()
+    file = root / WORKSPACE_FILE if root.is_dir() else root
+    if root.is_file():
+        root = root.parent
+    workspace = load_workspace(file) if file.is_file() else WorkspaceConfig()
+    database_url = env.get(f"{ENV_PREFIX}DATABASE_URL") or workspace.database_url or "sqlite:///var/outreach.sqlite"
+    if database_url.startswith("sqlite:///") and not database_url.startswith("sqlite:////"):
+        relative = database_url[len("sqlite:///") :]
+        if relative and relative != ":memory:":
+            database_url = f"sqlite:///{(root / relative).resolve()}"
+    broker_url = env.get(f"{ENV_PREFIX}BROKER_URL") or workspace.broker_url or "stub://"
+    secret = env.get(f"{ENV_PREFIX}SECRET_KEY", "")
+    return Settings(root=root, workspace=workspace, database_url=database_url, broker_url=broker_url, secret_key=secret)

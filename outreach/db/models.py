@@ -1,0 +1,218 @@
+"""The data model. Times are stored in UTC; every dated thing lives here, never only in a broker."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
+
+from outreach.clock import ensure_utc
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class UTCDateTime(TypeDecorator[dt.datetime]):
+    """Aware datetimes in and out, stored as UTC (SQLite keeps no zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the database; pass an aware UTC time")
+        return value.astimezone(dt.timezone.utc)
+
+    def process_result_value(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
+        return ensure_utc(value) if value is not None else None
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {dt.datetime: UTCDateTime, dict[str, Any]: JSON}
+
+
+class Mailbox(Base):
+    __tablename__ = "mailbox"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    address: Mapped[str] = mapped_column(String(320), unique=True)
+    display_name: Mapped[str] = mapped_column(String(200), default="")
+    timezone: Mapped[str] = mapped_column(String(64), default="UTC")
+    daily_cap: Mapped[int] = mapped_column(Integer, default=200)
+
+
+class Person(Base):
+    """A member of the team: lead owner, manager."""
+
+    __tablename__ = "person"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    title: Mapped[str] = mapped_column(String(200), default="")
+    phone: Mapped[str] = mapped_column(String(64), default="")
+    signature: Mapped[str] = mapped_column(Text, default="")
+    mailbox_id: Mapped[int | None] = mapped_column(ForeignKey("mailbox.id"))
+    manager_id: Mapped[int | None] = mapped_column(ForeignKey("person.id"))
+
+    mailbox: Mapped[Mailbox | None] = relationship(lazy="joined")
+    manager: Mapped[Person | None] = relationship(remote_side=[id])
+
+
+class Lead(Base):
+    __tablename__ = "lead"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(320), unique=True)  # normalised
+    first_name: Mapped[str] = mapped_column(String(200), default="")
+    last_name: Mapped[str] = mapped_column(String(200), default="")
+    company: Mapped[str] = mapped_column(String(200), default="")
+    title: Mapped[str] = mapped_column(String(200), default="")
+    phone: Mapped[str] = mapped_column(String(64), default="")
+    timezone: Mapped[str] = mapped_column(String(64), default="")
+    country: Mapped[str] = mapped_column(String(8), default="")
+    fields: Mapped[dict[str, Any]] = mapped_column(default=dict)  # other CSV columns
+    owner_id: Mapped[int | None] = mapped_column(ForeignKey("person.id"))
+    status: Mapped[str] = mapped_column(String(16), default="Active")  # CRM status
+    created_at: Mapped[dt.datetime]
+    updated_at: Mapped[dt.datetime]
+
+    owner: Mapped[Person | None] = relationship(lazy="joined")
+
+
+class SequenceVersion(Base):
+    """A snapshot of one sequence file; a changed file makes a new version."""
+
+    __tablename__ = "sequence"
+    __table_args__ = (UniqueConstraint("name", "version"), UniqueConstraint("name", "digest"))
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64))
+    version: Mapped[int] = mapped_column(Integer)
+    digest: Mapped[str] = mapped_column(String(64))
+    definition: Mapped[dict[str, Any]]
+    source_path: Mapped[str] = mapped_column(String(500), default="")
+    created_at: Mapped[dt.datetime]
+
+
+class Enrollment(Base):
+    __tablename__ = "enrollment"
+    __table_args__ = (Index("ix_enrollment_due", "phase", "next_action_at"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    lead_id: Mapped[int] = mapped_column(ForeignKey("lead.id", ondelete="CASCADE"), index=True)
+    sequence_id: Mapped[int] = mapped_column(ForeignKey("sequence.id"))
+    sequence_name: Mapped[str] = mapped_column(String(64), index=True)
+    phase: Mapped[str] = mapped_column(String(16))
+    state: Mapped[dict[str, Any]]  # the engine's State, serialised
+    next_action_at: Mapped[dt.datetime | None]
+    seed: Mapped[int] = mapped_column(BigInteger)
+    enrolled_at: Mapped[dt.datetime]
+    updated_at: Mapped[dt.datetime]
+    ended_at: Mapped[dt.datetime | None]
+
+    lead: Mapped[Lead] = relationship(lazy="joined")
+    sequence: Mapped[SequenceVersion] = relationship(lazy="joined")
+
+
+class Thread(Base):
+    __tablename__ = "thread"
+    __table_args__ = (UniqueConstraint("enrollment_id", "number"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    enrollment_id: Mapped[int] = mapped_column(ForeignKey("enrollment.id", ondelete="CASCADE"))
+    number: Mapped[int] = mapped_column(Integer)
+    subject: Mapped[str] = mapped_column(String(998), default="")
+    root_message_id: Mapped[str | None] = mapped_column(String(998))
+
+
+class Message(Base):
+    """An email, outbound (the outbox) or inbound. One outbound row per (enrollment, step), ever."""
+
+    __tablename__ = "message"
+    __table_args__ = (
+        UniqueConstraint("enrollment_id", "step_key"),
+        Index("ix_message_status", "direction", "status"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    direction: Mapped[str] = mapped_column(String(8))  # out | in
+    enrollment_id: Mapped[int | None] = mapped_column(ForeignKey("enrollment.id", ondelete="SET NULL"))
+    lead_id: Mapped[int | None] = mapped_column(ForeignKey("lead.id", ondelete="SET NULL"), index=True)
+    thread_id: Mapped[int | None] = mapped_column(ForeignKey("thread.id", ondelete="SET NULL"))
+    mailbox_id: Mapped[int | None] = mapped_column(ForeignKey("mailbox.id"))
+    step_key: Mapped[str | None] = mapped_column(String(100))
+    template: Mapped[str | None] = mapped_column(String(200))
+    message_id: Mapped[str | None] = mapped_column(String(998), unique=True)
+    in_reply_to: Mapped[str | None] = mapped_column(String(998))
+    references: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16))  # planned | sending | sent | failed | cancelled | received
+    subject: Mapped[str] = mapped_column(String(998), default="")
+    sender: Mapped[str] = mapped_column(String(320), default="")
+    recipient: Mapped[str] = mapped_column(String(320), default="")
+    planned_at: Mapped[dt.datetime | None]
+    sent_at: Mapped[dt.datetime | None]
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[dt.datetime]
+
+
+class Task(Base):
+    __tablename__ = "task"
+    __table_args__ = (UniqueConstraint("enrollment_id", "step_key"), Index("ix_task_open", "status", "due_at"))
+    id: Mapped[int] = mapped_column(primary_key=True)
+    enrollment_id: Mapped[int | None] = mapped_column(ForeignKey("enrollment.id", ondelete="SET NULL"))
+    lead_id: Mapped[int | None] = mapped_column(ForeignKey("lead.id", ondelete="CASCADE"))
+    assignee_id: Mapped[int | None] = mapped_column(ForeignKey("person.id"))
+    step_key: Mapped[str | None] = mapped_column(String(100))
+    channel: Mapped[str] = mapped_column(String(32))
+    title: Mapped[str] = mapped_column(String(300), default="")
+    note: Mapped[str] = mapped_column(Text, default="")
+    due_at: Mapped[dt.datetime]
+    wait: Mapped[bool] = mapped_column(default=False)
+    status: Mapped[str] = mapped_column(String(16), default="open")  # open | done | skipped
+    outcome: Mapped[str | None] = mapped_column(Text)
+    done_at: Mapped[dt.datetime | None]
+    created_at: Mapped[dt.datetime]
+
+
+class Event(Base):
+    """The activity log: the lead's CRM record."""
+
+    __tablename__ = "event"
+    __table_args__ = (Index("ix_event_lead_at", "lead_id", "at"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    lead_id: Mapped[int | None] = mapped_column(ForeignKey("lead.id", ondelete="CASCADE"))
+    enrollment_id: Mapped[int | None] = mapped_column(ForeignKey("enrollment.id", ondelete="SET NULL"))
+    at: Mapped[dt.datetime]
+    kind: Mapped[str] = mapped_column(String(32))
+    channel: Mapped[str] = mapped_column(String(32), default="system")
+    key_points: Mapped[str] = mapped_column(Text, default="")
+    next_follow_up_at: Mapped[dt.datetime | None]
+    status: Mapped[str] = mapped_column(String(16), default="")
+    data: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class Suppression(Base):
+    """Addresses never to be mailed again (bounced, unsubscribed, asked to stop)."""
+
+    __tablename__ = "suppression"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    reason: Mapped[str] = mapped_column(String(32))
+    source: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[dt.datetime]

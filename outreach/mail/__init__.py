@@ -1,0 +1,1 @@
+"""Mail: templates and rendering, composing, SMTP sending, IMAP polling, inbound classification."""

@@ -1,0 +1,1 @@
+"""Sequences: the YAML schema, the business calendar and the pure engine."""

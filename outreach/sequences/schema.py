@@ -1,0 +1,248 @@
+"""The sequence file format, validated with pydantic; see the README's YAML reference."""
+
+from __future__ import annotations
+
+import enum
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    field_validator,
+    model_validator,
+)
+
+from outreach.sequences.calendar import Window, country_holidays, parse_days, parse_hours, zone
+from outreach.sequences.delays import Delay
+
+SLUG = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+
+
+def _delay(value: Any) -> Delay:
+    return Delay.parse(value)
+
+
+DelayField = Annotated[Delay, BeforeValidator(_delay), PlainSerializer(str, return_type=str)]
+
+
+def _slug(value: Any) -> str:
+    if not isinstance(value, str) or not SLUG.match(value):
+        raise ValueError(
+            f"{value!r} is not a valid id; use lower-case letters, digits, '-' and '_' (e.g. 'proposal-check')"
+        )
+    return value
+
+
+Slug = Annotated[str, BeforeValidator(_slug)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Channel(enum.StrEnum):
+    PHONE = "phone"
+    LINKEDIN = "linkedin"
+    TEAMS = "teams"
+    WHATSAPP = "whatsapp"
+    MEETING = "meeting"
+    CUSTOM = "custom"
+
+
+class TaskSpec(Strict):
+    """A manual step done by a person (call, LinkedIn message ...)."""
+
+    channel: Channel
+    note: str = Field(min_length=1)
+    title: str | None = None
+    due: DelayField | None = None  # how long the person has; default: the same business day
+    wait: bool = False  # true: the next step waits until the task is done or skipped
+
+
+class Step(Strict):
+    id: Slug
+    after: DelayField | None = None
+    template: str | None = None
+    subject: str | None = None
+    thread: Literal["same", "new"] = "same"
+    task: TaskSpec | None = None
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Step:
+        if (self.template is None) == (self.task is None):
+            raise ValueError("a step has either 'template' (an email) or 'task' (a manual step), not both or neither")
+        if self.task is not None and self.subject is not None:
+            raise ValueError("'subject' belongs to email steps; a task has 'title'")
+        if self.subject is not None and ("\n" in self.subject or "\r" in self.subject):
+            raise ValueError("'subject' must be one line")
+        return self
+
+    @property
+    def kind(self) -> str:
+        return "email" if self.template else "task"
+
+
+class WindowSpec(Strict):
+    days: str | list[str] = "mon-fri"
+    hours: str = "09:00-17:00"
+
+    @field_validator("days")
+    @classmethod
+    def _days(cls, value: str | list[str]) -> str | list[str]:
+        parse_days(value)
+        return value
+
+    @field_validator("hours")
+    @classmethod
+    def _hours(cls, value: str) -> str:
+        parse_hours(value)
+        return value
+
+    def build(self) -> Window:
+        return Window.parse(self.days, self.hours)
+
+
+class AutoReplyPolicy(Strict):
+    action: Literal["pause", "ignore", "stop"] = "pause"
+    default: DelayField = Field(default_factory=lambda: Delay.parse("5 days"))  # when no return date is stated
+
+    @model_validator(mode="before")
+    @classmethod
+    def _short(cls, value: Any) -> Any:
+        return {"action": value} if isinstance(value, str) else value
+
+
+class Repeat(Strict):
+    every: DelayField
+    times: int | None = Field(default=None, ge=1)  # how many cycles in all; none: until stopped
+
+    @model_validator(mode="before")
+    @classmethod
+    def _short(cls, value: Any) -> Any:
+        return {"every": value} if isinstance(value, str) else value
+
+
+class ManagerMessage(Strict):
+    template: str
+    sender: Literal["manager", "owner"] = Field("manager", alias="from")
+    mode: Literal["draft", "send"] = "draft"
+
+
+class Escalate(Strict):
+    after: DelayField
+    notify: str = "manager"  # manager | owner | an address
+    message: ManagerMessage | None = None
+
+    @field_validator("notify")
+    @classmethod
+    def _notify(cls, value: str) -> str:
+        if value not in ("manager", "owner") and "@" not in value:
+            raise ValueError(f"{value!r}: notify 'manager', 'owner' or an email address")
+        return value
+
+
+class Dormant(Strict):
+    after: DelayField
+    revisit: DelayField | None = None
+    then: Slug | None = None  # the sequence to enroll the lead in at the revisit
+
+    @model_validator(mode="after")
+    def _then_needs_revisit(self) -> Dormant:
+        if self.then is not None and self.revisit is None:
+            raise ValueError("'then' needs 'revisit' (when to enroll the lead again), e.g. revisit: 30-45 days")
+        return self
+
+
+class Sequence(Strict):
+    name: Slug
+    description: str = ""
+    mailbox: str | list[str] = "owner"
+    timezone: str = "lead"
+    window: WindowSpec = Field(default_factory=WindowSpec)
+    holidays: str | None = None  # a country ('IN', 'US-CA'), 'lead' (the lead's country) or none
+    on_reply: Literal["stop", "continue"] = "stop"
+    on_auto_reply: AutoReplyPolicy = Field(default_factory=AutoReplyPolicy)
+    on_bounce: Literal["suppress", "stop"] = "suppress"
+    on_unsubscribe: Literal["suppress", "stop"] = "suppress"
+    steps: list[Step] = Field(min_length=1)
+    repeat: Repeat | None = None
+    escalate: Escalate | None = None
+    dormant: Dormant | None = None
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, value: str) -> str:
+        if value != "lead":
+            zone(value)
+        return value
+
+    @field_validator("holidays")
+    @classmethod
+    def _holidays(cls, value: str | None) -> str | None:
+        if value is not None and value != "lead":
+            country_holidays(value)
+        return value
+
+    @field_validator("mailbox")
+    @classmethod
+    def _mailbox(cls, value: str | list[str]) -> str | list[str]:
+        values = [value] if isinstance(value, str) else value
+        if not values:
+            raise ValueError("name 'owner', a mailbox address, or a list of addresses for rotation")
+        for item in values:
+            if item != "owner" and "@" not in item:
+                raise ValueError(f"{item!r}: use 'owner' or a mailbox address from outreach.yaml")
+        if isinstance(value, list) and "owner" in value:
+            raise ValueError("'owner' cannot be part of a pool; list mailbox addresses")
+        return value
+
+    @model_validator(mode="after")
+    def _coherent(self) -> Sequence:
+        seen: set[str] = set()
+        for step in self.steps:
+            if step.id in seen:
+                raise ValueError(f"step id {step.id!r} is used twice; step ids must be unique")
+            seen.add(step.id)
+        if self.repeat and (self.escalate or self.dormant):
+            raise ValueError("a repeating sequence never ends, so it cannot 'escalate' or go 'dormant'")
+        if self.on_reply == "continue" and not self.repeat:
+            raise ValueError("on_reply: continue only makes sense with 'repeat'; use on_reply: stop")
+        return self
+
+    @property
+    def pools(self) -> list[str]:
+        return [self.mailbox] if isinstance(self.mailbox, str) else list(self.mailbox)
+
+    def step(self, step_id: str) -> Step:
+        for step in self.steps:
+            if step.id == step_id:
+                return step
+        raise KeyError(step_id)
+
+    def index(self, step_id: str) -> int | None:
+        for i, step in enumerate(self.steps):
+            if step.id == step_id:
+                return i
+        return None
+
+    def templates(self) -> list[tuple[tuple[str | int, ...], str]]:
+        """Every template this sequence names, with where it is named."""
+        found: list[tuple[tuple[str | int, ...], str]] = [
+            (("steps", i, "template"), step.template) for i, step in enumerate(self.steps) if step.template
+        ]
+        if self.escalate and self.escalate.message:
+            found.append((("escalate", "message", "template"), self.escalate.message.template))
+        return found
+
+
+def vocabulary() -> frozenset[str]:
+    """Every field name in the format, for 'did you mean' hints."""
+    names: set[str] = set()
+    for model in (Sequence, Step, TaskSpec, WindowSpec, AutoReplyPolicy, Repeat, ManagerMessage, Escalate, Dormant):
+        names.update(model.model_fields)
+        names.update(f.alias for f in model.model_fields.values() if f.alias)
+    return frozenset(names)

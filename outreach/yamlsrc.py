@@ -1,0 +1,123 @@
+"""YAML with positions: load a document and remember where every value stood.
+
+Errors about a value (from the schema) are reported at its file, line and column.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from outreach.errors import InputError, Location, Problem
+
+PathKey = tuple[str | int, ...]
+
+
+@dataclass(frozen=True)
+class Document:
+    path: Path
+    data: Any
+    positions: dict[PathKey, tuple[int, int]]
+
+    def locate(self, loc: tuple[Any, ...]) -> Location:
+        """The best-known place for a schema location (unknown parts are skipped)."""
+        current: PathKey = ()
+        for part in loc:
+            candidate = (*current, part)
+            if candidate in self.positions:
+                current = candidate
+        line, column = self.positions.get(current, (1, 1))
+        return Location(self.path, line, column)
+
+
+def _walk(node: yaml.Node, key: PathKey, positions: dict[PathKey, tuple[int, int]], path: Path) -> None:
+    positions[key] = (node.start_mark.line + 1, node.start_mark.column + 1)
+    if isinstance(node, yaml.MappingNode):
+        seen: dict[Any, int] = {}
+        for key_node, value_node in node.value:
+            name = key_node.value if isinstance(key_node, yaml.ScalarNode) else str(key_node.value)
+            line = key_node.start_mark.line + 1
+            if name in seen:
+                raise InputError(
+                    Problem(
+                        Location(path, line, key_node.start_mark.column + 1),
+                        f"key {name!r} appears twice (first on line {seen[name]}); keep one",
+                    )
+                )
+            seen[name] = line
+            _walk(value_node, (*key, name), positions, path)
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            _walk(item, (*key, index), positions, path)
+
+
+def load_text(text: str, path: Path) -> Document:
+    try:
+        loader = yaml.SafeLoader(text)
+        try:
+            node = loader.get_single_node()
+            data = loader.construct_document(node) if node is not None else None
+        finally:
+            loader.dispose()
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = Location(path, mark.line + 1, mark.column + 1) if mark else Location(path)
+        what = " ".join(part for part in (exc.context, exc.problem) if part)
+        raise InputError(Problem(where, f"this is not valid YAML: {what}")) from exc
+    except yaml.YAMLError as exc:
+        raise InputError(Problem(Location(path), f"this is not valid YAML: {exc}")) from exc
+    positions: dict[PathKey, tuple[int, int]] = {}
+    if node is not None:
+        _walk(node, (), positions, path)
+    return Document(path=path, data=data, positions=positions)
+
+
+def load_file(path: Path) -> Document:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise InputError(Problem(Location(path), "no such file")) from exc
+    except UnicodeDecodeError as exc:
+        raise InputError(Problem(Location(path), f"not UTF-8 text ({exc.reason}); save it as UTF-8")) from exc
+    return load_text(text, path)
+
+
+def schema_problems(doc: Document, exc: Any, vocabulary: frozenset[str] = frozenset()) -> list[Problem]:
+    """Translate a pydantic ValidationError into located problems."""
+    problems = []
+    for error in exc.errors(include_url=False):
+        loc = tuple(error.get("loc", ()))
+        dotted = _dotted(loc)
+        message = error["msg"]
+        if message.startswith("Value error, "):
+            message = message[len("Value error, ") :]
+        kind = error.get("type")
+        if kind == "extra_forbidden":
+            message = f"unknown field {loc[-1]!r}" + _suggest(loc[-1], vocabulary)
+        elif kind == "missing":
+            message = f"missing required field {loc[-1]!r}"
+        text = f"{dotted}: {message}" if dotted else message
+        problems.append(Problem(doc.locate(loc), text))
+    return problems
+
+
+def _dotted(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif isinstance(part, str) and (part[:1].isupper() or part.startswith("function-")):
+            continue  # a union member's tag, not a place in the file
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def _suggest(name: Any, vocabulary: frozenset[str]) -> str:
+    import difflib
+
+    match = difflib.get_close_matches(str(name), sorted(vocabulary), n=1)
+    return f"; did you mean {match[0]!r}?" if match else ""
