@@ -24,7 +24,7 @@ from outreach.clock import ensure_utc
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
-    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
     "ck": "ck_%(table_name)s_%(constraint_name)s",
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
@@ -103,7 +103,7 @@ class SequenceVersion(Base):
     """A snapshot of one sequence file; a changed file makes a new version."""
 
     __tablename__ = "sequence"
-    __table_args__ = (UniqueConstraint("name", "version"), UniqueConstraint("name", "digest"))
+    __table_args__ = (UniqueConstraint("name", "version"),)
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(64))
     version: Mapped[int] = mapped_column(Integer)

@@ -190,7 +190,7 @@ class BusinessCalendar:
             day = self.local(current).date()
             end = self._at(day, self.window.end)
             available = end - current
-            if remaining <= available:
+            if remaining < available:
                 return current + remaining
             remaining -= available
             current = self.next_open(end)

@@ -398,6 +398,11 @@ def _end_of_day(now: dt.datetime, cal: BusinessCalendar) -> dt.datetime:
     return end.astimezone(dt.timezone.utc)
 
 
+def _window_bound(state: State, seq: Sequence) -> bool:
+    """Is the next thing a step or an escalation, which may only happen inside the window?"""
+    return state.phase is Phase.ACTIVE and (_next_step(state, seq) is not None or seq.escalate is not None)
+
+
 def decide(
     state: State,
     seq: Sequence,
@@ -405,7 +410,11 @@ def decide(
     now: dt.datetime,
     cal: BusinessCalendar,
 ) -> Decision:
-    """Fold in the events, then do everything that is due at `now`."""
+    """Fold in the events, then do everything that is due at `now`.
+
+    Something overdue (after a pause, or a scheduler that was down) is done at `now` only if
+    the window is open; otherwise `next_action_at` is the next opening.
+    """
     actions: list[Action] = []
     for event in sorted(events, key=lambda e: e.at):
         state, done = apply_event(state, seq, event, cal)
@@ -414,25 +423,32 @@ def decide(
         due = next_action_at(state, seq, cal)
         if due is None or due > now:
             break
+        if _window_bound(state, seq) and not cal.is_open(now):
+            break
         state, done = _advance(state, seq, now, cal)
         actions.extend(done)
         if not done:
             break
-    return Decision(state=state, actions=tuple(actions), next_action_at=next_action_at(state, seq, cal))
+    upcoming = next_action_at(state, seq, cal)
+    if upcoming is not None and upcoming < now and _window_bound(state, seq):
+        upcoming = cal.next_open(now)
+    return Decision(state=state, actions=tuple(actions), next_action_at=upcoming)
 
 
 def plan(state: State, seq: Sequence, cal: BusinessCalendar, *, limit: int = 40) -> list[Action]:
     """What will happen if nobody answers: the actions in order, each at its planned time."""
     planned: list[Action] = []
-    for _ in range(limit):
-        due = next_action_at(state, seq, cal)
-        if due is None:
+    pending = next_action_at(state, seq, cal)
+    now = pending
+    for _ in range(limit * 2):
+        if pending is None or now is None or len(planned) >= limit:
             break
-        decision = decide(state, seq, (), due, cal)
+        now = max(pending, now)
+        decision = decide(state, seq, (), now, cal)
         planned.extend(decision.actions)
-        if decision.state == state:
+        if decision.state == state and (decision.next_action_at is None or decision.next_action_at <= now):
             break
-        state = decision.state
+        state, pending = decision.state, decision.next_action_at
     return planned[:limit]
 
 

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-23 13:54:29.521750
+Create Date: 2026-11-23 13:56:46.194191
 """
 
 from __future__ import annotations
@@ -38,8 +38,7 @@ def upgrade() -> None:
     sa.Column('source_path', sa.String(length=500), nullable=False),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_sequence')),
-    sa.UniqueConstraint('name', 'digest', name=op.f('uq_sequence_name')),
-    sa.UniqueConstraint('name', 'version', name=op.f('uq_sequence_name'))
+    sa.UniqueConstraint('name', 'version', name=op.f('uq_sequence_name_version'))
     )
     op.create_table('suppression',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -141,7 +140,7 @@ def upgrade() -> None:
     sa.ForeignKeyConstraint(['enrollment_id'], ['enrollment.id'], name=op.f('fk_task_enrollment_id_enrollment'), ondelete='SET NULL'),
     sa.ForeignKeyConstraint(['lead_id'], ['lead.id'], name=op.f('fk_task_lead_id_lead'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_task')),
-    sa.UniqueConstraint('enrollment_id', 'step_key', name=op.f('uq_task_enrollment_id'))
+    sa.UniqueConstraint('enrollment_id', 'step_key', name=op.f('uq_task_enrollment_id_step_key'))
     )
     with op.batch_alter_table('task', schema=None) as batch_op:
         batch_op.create_index('ix_task_open', ['status', 'due_at'], unique=False)
@@ -154,7 +153,7 @@ def upgrade() -> None:
     sa.Column('root_message_id', sa.String(length=998), nullable=True),
     sa.ForeignKeyConstraint(['enrollment_id'], ['enrollment.id'], name=op.f('fk_thread_enrollment_id_enrollment'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_thread')),
-    sa.UniqueConstraint('enrollment_id', 'number', name=op.f('uq_thread_enrollment_id'))
+    sa.UniqueConstraint('enrollment_id', 'number', name=op.f('uq_thread_enrollment_id_number'))
     )
     op.create_table('message',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -181,7 +180,7 @@ def upgrade() -> None:
     sa.ForeignKeyConstraint(['mailbox_id'], ['mailbox.id'], name=op.f('fk_message_mailbox_id_mailbox')),
     sa.ForeignKeyConstraint(['thread_id'], ['thread.id'], name=op.f('fk_message_thread_id_thread'), ondelete='SET NULL'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_message')),
-    sa.UniqueConstraint('enrollment_id', 'step_key', name=op.f('uq_message_enrollment_id')),
+    sa.UniqueConstraint('enrollment_id', 'step_key', name=op.f('uq_message_enrollment_id_step_key')),
     sa.UniqueConstraint('message_id', name=op.f('uq_message_message_id'))
     )
     with op.batch_alter_table('message', schema=None) as batch_op:

@@ -1,0 +1,431 @@
+"""The `outreach` command.
+
+Exit codes: 0 done; 1 failed; 2 bad input (a file, an argument) and nothing was changed;
+3 not found; 4 conflicts with the current state (e.g. already paused).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import shutil
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompletedColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from outreach.clock import UTC
+from outreach.config import load_settings
+from outreach.db.session import current_revision, head_revision, make_engine, upgrade
+from outreach.errors import InputError, Location, OutreachError, Problem
+from outreach.sequences import engine as eng
+from outreach.service import App, PlannedItem
+
+app = typer.Typer(
+    help="Email follow-up sequences that stop the moment a person answers.",
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode=None,
+    pretty_exceptions_enable=False,
+)
+sequences_app = typer.Typer(help="Check and list sequences (sequences/*.yaml).", no_args_is_help=True)
+leads_app = typer.Typer(help="Import leads.", no_args_is_help=True)
+db_app = typer.Typer(help="The database schema.", no_args_is_help=True)
+app.add_typer(sequences_app, name="sequences")
+app.add_typer(leads_app, name="leads")
+app.add_typer(db_app, name="db")
+
+out = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+
+WorkspaceOpt = Annotated[
+    Optional[Path],
+    typer.Option("--workspace", "-w", envvar="OUTREACH_WORKSPACE", help="Folder holding outreach.yaml (default: the current folder)."),
+]
+LeadOpt = Annotated[list[str], typer.Option("--lead", "-l", help="A lead's email address (repeatable).")]
+
+
+@contextmanager
+def _app(workspace: Path | None, *, migrate: bool | None = None) -> Iterator[App]:
+    application = App(load_settings(workspace), migrate=migrate)
+    try:
+        yield application
+    finally:
+        application.close()
+
+
+def _fail(exc: OutreachError) -> None:
+    if isinstance(exc, InputError):
+        if exc.summary:
+            err.print(f"[bold red]error:[/] {exc.summary}")
+        for problem in exc.problems:
+            err.print(f"[red]{problem.location}[/]: {problem.message}", soft_wrap=True)
+        if not exc.summary and not exc.problems:
+            err.print(f"[bold red]error:[/] {exc}")
+    else:
+        err.print(f"[bold red]error:[/] {exc}", soft_wrap=True)
+    raise typer.Exit(exc.exit_code)
+
+
+def _local(when: dt.datetime | None, tz: str | None = None) -> str:
+    if when is None:
+        return "-"
+    from zoneinfo import ZoneInfo
+
+    local = when.astimezone(ZoneInfo(tz)) if tz else when
+    return local.strftime("%a %d %b %Y %H:%M %Z")
+
+
+# ---- db -----------------------------------------------------------------------------------------
+
+
+@db_app.command("upgrade")
+def db_upgrade(workspace: WorkspaceOpt = None) -> None:
+    """Create or migrate the database schema to the newest version."""
+    try:
+        settings = load_settings(workspace)
+        engine = make_engine(settings.database_url)
+        before = current_revision(engine)
+        upgrade(engine)
+        out.print(f"database at revision {current_revision(engine)} (was {before or 'empty'})")
+        engine.dispose()
+    except OutreachError as exc:
+        _fail(exc)
+
+
+# ---- sequences ------------------------------------------------------------------------------------
+
+
+@sequences_app.command("lint")
+def sequences_lint(
+    files: Annotated[Optional[list[Path]], typer.Argument(help="Files to check (default: every file in the sequences folder).")] = None,
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Check sequence files: the schema, references, and every template rendered for sample leads.
+
+    Example: outreach sequences lint sequences/bd-client-follow-up.yaml
+    """
+    try:
+        with _app(workspace) as application:
+            found, problems = application.lint([f.resolve() for f in files] if files else None)
+    except OutreachError as exc:
+        _fail(exc)
+        return
+    for problem in problems:
+        err.print(f"[red]{problem.location}[/]: {problem.message}", soft_wrap=True)
+    if problems:
+        err.print(f"[bold red]{len(problems)} problem(s)[/]")
+        raise typer.Exit(2)
+    out.print(f"[green]ok[/]: {len(found)} sequence(s), every step renders: {', '.join(sorted(found))}")
+
+
+@sequences_app.command("list")
+def sequences_list(workspace: WorkspaceOpt = None) -> None:
+    """List sequences with their steps."""
+    try:
+        with _app(workspace) as application:
+            table = Table("sequence", "steps", "window", "after the steps")
+            for name, loaded in sorted(application.sequences().items()):
+                seq = loaded.definition
+                steps = ", ".join(f"{s.id}" + (f" (+{s.after})" if s.after else "") for s in seq.steps)
+                tail = []
+                if seq.repeat:
+                    tail.append(f"repeat every {seq.repeat.every}")
+                if seq.escalate:
+                    tail.append(f"escalate +{seq.escalate.after}")
+                if seq.dormant:
+                    tail.append(f"dormant +{seq.dormant.after}" + (f", revisit {seq.dormant.revisit} -> {seq.dormant.then or name}" if seq.dormant.revisit else ""))
+                table.add_row(name, steps, seq.window.build().describe(), "; ".join(tail) or "end")
+            out.print(table)
+    except OutreachError as exc:
+        _fail(exc)
+
+
+# ---- preview ----------------------------------------------------------------------------------------
+
+
+@app.command()
+def preview(
+    sequence: Annotated[str, typer.Argument(help="Sequence name.")],
+    step: Annotated[str, typer.Argument(help="Step id.")],
+    lead: Annotated[str, typer.Option("--lead", "-l", help="The lead's email address.")],
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Render exactly what a step would send to a lead.
+
+    Example: outreach preview bd-client-follow-up intro --lead jane@example.com
+    """
+    try:
+        with _app(workspace) as application:
+            shown = application.preview(sequence, step, lead)
+    except OutreachError as exc:
+        _fail(exc)
+        return
+    out.print(f"From:    {shown.sender}")
+    out.print(f"To:      {shown.recipient}")
+    out.print(f"Subject: {shown.subject}")
+    out.print(f"When:    {shown.local:%a %d %b %Y %H:%M %Z} (thread #{shown.thread})")
+    out.print("")
+    out.print(shown.rendered.text, markup=False)
+    if shown.rendered.html:
+        out.print(f"[dim]-- an HTML alternative of {len(shown.rendered.html)} characters is attached --[/]")
+
+
+# ---- leads -------------------------------------------------------------------------------------------
+
+
+@leads_app.command("import")
+def leads_import(
+    file: Annotated[Path, typer.Argument(help="A CSV export (HubSpot, Salesforce, Pipedrive, Zoho, or your own).")],
+    map_: Annotated[list[str], typer.Option("--map", "-m", help="'Column Name=field' to map a column (repeatable).")] = [],  # noqa: B006
+    owner: Annotated[Optional[str], typer.Option("--owner", help="Owner (team email) for rows without one.")] = None,
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Import or update leads; the address is the key. Any bad row: nothing is imported.
+
+    Example: outreach leads import contacts.csv --map "E-mail=email" --owner priya@appneural.example
+    """
+    overrides: dict[str, str] = {}
+    for item in map_:
+        source, sep, target = item.partition("=")
+        if not sep or not source.strip() or not target.strip():
+            _fail(InputError(Problem(Location("--map"), f"{item!r}: write 'Column Name=field', e.g. --map 'E-mail=email'")))
+        overrides[source.strip()] = target.strip()
+    try:
+        with _app(workspace) as application:
+            result = _import_with_progress(application, file, overrides, owner)
+    except OutreachError as exc:
+        _fail(exc)
+        return
+    out.print(f"[green]imported[/] {result.total} lead(s) from {file}: {result.created} new, {result.updated} updated, {result.unchanged} unchanged")
+
+
+def _import_with_progress(application: App, file: Path, overrides: dict[str, str], owner: str | None):  # type: ignore[no-untyped-def]
+    with Progress(TextColumn("importing {task.description}"), BarColumn(), MofNCompletedColumn(), TimeElapsedColumn(), console=out, transient=False) as progress:
+        task = progress.add_task(file.name, total=None)
+        return application.import_leads(
+            file,
+            overrides=overrides,
+            default_owner=owner,
+            on_parsed=lambda n: progress.update(task, total=n),
+            progress=lambda n: progress.advance(task, n),
+        )
+
+
+# ---- enrollments -----------------------------------------------------------------------------------
+
+
+@app.command()
+def enroll(
+    sequence: Annotated[str, typer.Argument(help="Sequence name.")],
+    lead: LeadOpt = [],  # noqa: B006
+    all_leads: Annotated[bool, typer.Option("--all", help="Every imported lead.")] = False,
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Start a sequence for leads. Suppressed and already-enrolled leads are skipped.
+
+    Example: outreach enroll bd-client-follow-up --lead jane@example.com
+    """
+    if not lead and not all_leads:
+        _fail(InputError(Problem(Location("command line"), "name leads with --lead EMAIL, or use --all")))
+    try:
+        with _app(workspace) as application:
+            result = application.enroll(sequence, lead, all_leads=all_leads)
+    except OutreachError as exc:
+        _fail(exc)
+        return
+    out.print(f"[green]enrolled[/] {len(result.enrolled)} lead(s) in {sequence}")
+    for email, why in result.skipped:
+        out.print(f"  skipped {email}: {why}")
+
+
+def _change(workspace: Path | None, lead: str, sequence: str | None, event: object, kind: str, verb: str) -> None:
+    try:
+        with _app(workspace) as application:
+            changed = application.apply(lead, sequence, event, kind)  # type: ignore[arg-type]
+    except OutreachError as exc:
+        _fail(exc)
+        return
+    for enrollment in changed:
+        out.print(f"{verb} {enrollment.lead.email} in {enrollment.sequence_name} (now {enrollment.phase}; next action {_local(enrollment.next_action_at)})")
+
+
+SequenceOpt = Annotated[Optional[str], typer.Option("--sequence", "-s", help="Only this sequence (default: all the lead's).")]
+
+
+@app.command()
+def unenroll(lead: Annotated[str, typer.Option("--lead", "-l")], sequence: SequenceOpt = None, workspace: WorkspaceOpt = None) -> None:
+    """Stop a lead's sequence for good."""
+    _change(workspace, lead, sequence, lambda at: eng.Unenrolled(at=at), "unenrolled", "unenrolled")
+
+
+@app.command()
+def pause(
+    lead: Annotated[str, typer.Option("--lead", "-l")],
+    until: Annotated[Optional[str], typer.Option("--until", help="Date (YYYY-MM-DD) to resume by itself; default: until `resume`.")] = None,
+    sequence: SequenceOpt = None,
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Pause a lead's sequence, until a date or until resumed."""
+    end: dt.datetime | None = None
+    if until is not None:
+        try:
+            end = dt.datetime.combine(dt.date.fromisoformat(until), dt.time(0), tzinfo=UTC)
+        except ValueError:
+            _fail(InputError(Problem(Location("--until"), f"{until!r} is not a date; write YYYY-MM-DD")))
+    _change(workspace, lead, sequence, lambda at: eng.PauseRequested(at=at, until=end), "paused", "paused")
+
+
+@app.command()
+def resume(lead: Annotated[str, typer.Option("--lead", "-l")], sequence: SequenceOpt = None, workspace: WorkspaceOpt = None) -> None:
+    """Resume a paused sequence."""
+    _change(workspace, lead, sequence, lambda at: eng.ResumeRequested(at=at), "resumed", "resumed")
+
+
+@app.command()
+def status(
+    lead: Annotated[Optional[str], typer.Option("--lead", "-l", help="One lead: its enrollments and planned timeline.")] = None,
+    sequence: SequenceOpt = None,
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Where everything stands: per sequence, or per lead with the planned timeline."""
+    try:
+        with _app(workspace) as application, application.sessions() as session:
+            if lead is None and sequence is None:
+                table = Table("sequence", "phase", "enrollments")
+                for name, phase, count in application.summary(session):
+                    table.add_row(name, phase, str(count))
+                out.print(table)
+                return
+            rows = application.enrollments(session, email=lead, sequence=sequence)
+            if lead is None:
+                table = Table("lead", "company", "phase", "status", "last step", "next action")
+                for enrollment in rows:
+                    state = enrollment.state
+                    table.add_row(enrollment.lead.email, enrollment.lead.company, enrollment.phase, enrollment.lead.status, state.get("last_step") or "-", _local(enrollment.next_action_at, enrollment.lead.timezone or None))
+                out.print(table)
+                return
+            if not rows:
+                out.print(f"{lead} is not enrolled in anything")
+            for enrollment in rows:
+                print_timeline(application, session, enrollment)
+    except OutreachError as exc:
+        _fail(exc)
+
+
+def print_timeline(application: App, session, enrollment) -> None:  # type: ignore[no-untyped-def]
+    lead = enrollment.lead
+    who = " ".join(p for p in (lead.first_name, lead.last_name) if p) or lead.email
+    company = f", {lead.company}" if lead.company else ""
+    tz = lead.timezone or "(mailbox zone)"
+    out.print(f"\n[bold]{who}{company}[/] <{lead.email}> — {enrollment.sequence_name} v{enrollment.sequence.version}, {enrollment.phase}, status {lead.status}, times in {tz}")
+    items = application.timeline(session, enrollment)
+    if not items:
+        out.print("  nothing planned")
+        return
+    table = Table("when (lead's local time)", "step", "what", "thread", "subject / note", "from", box=None, pad_edge=False)
+    for item in items:
+        table.add_row(*_row(item))
+    out.print(table)
+
+
+def _row(item: PlannedItem) -> list[str]:
+    when = item.local.strftime("%a %d %b %Y %H:%M %Z")
+    thread = f"#{item.thread}" if item.thread else ""
+    what = {"email": f"email: {item.detail}", "task": f"task: {item.detail}"}.get(item.kind, item.detail)
+    return [when, item.step, what, thread, item.subject, item.mailbox]
+
+
+# ---- demo ------------------------------------------------------------------------------------------
+
+DEMO_PLAN = {
+    0: "bd-client-follow-up",
+    1: "support-check-in",
+    2: "customer-updates",
+    3: "aftercare-feedback",
+    4: "post-purchase-satisfaction",
+}
+
+
+@app.command()
+def demo(workspace: WorkspaceOpt = None, seed: Annotated[int, typer.Option(help="Seed for the random points in ranges.")] = 7) -> None:
+    """Load the shipped sequences, import the sample leads into a fresh SQLite file, enroll them, and show every lead's plan."""
+    from outreach.config import Settings
+
+    try:
+        settings = load_settings(workspace)
+        db_file = settings.root / "var" / "demo" / "outreach.sqlite"
+        shutil.rmtree(db_file.parent, ignore_errors=True)
+        settings = Settings(root=settings.root, workspace=settings.workspace, database_url=f"sqlite:///{db_file}", broker_url="stub://", secret_key=settings.secret_key)
+        application = App(settings, migrate=True)
+        try:
+            found, problems = application.lint()
+            if problems:
+                raise InputError(problems, summary="the shipped sequences have problems")
+            out.print(f"[bold]outreach demo[/] — workspace {settings.root}")
+            out.print(f"linted {len(found)} sequences, every step rendered for sample leads: {', '.join(sorted(found))}")
+            leads_file = settings.root / "examples" / "leads.csv"
+            result = _import_with_progress(application, leads_file, {}, None)
+            out.print(f"imported {result.total} leads ({result.created} new)")
+            with application.sessions() as session:
+                from sqlalchemy import select
+
+                from outreach.db.models import Lead
+
+                emails = list(session.scalars(select(Lead.email).order_by(Lead.id)))
+            half = (len(emails) + 1) // 2
+            groups: dict[str, list[str]] = {}
+            for index, email in enumerate(emails):
+                name = DEMO_PLAN[0] if index < half else DEMO_PLAN[1 + (index - half) % 4]
+                groups.setdefault(name, []).append(email)
+            for name, members in groups.items():
+                enrolled = application.enroll(name, members, seed=seed + len(name))
+                out.print(f"enrolled {len(enrolled.enrolled)} lead(s) in {name}")
+            with application.sessions() as session:
+                for enrollment in application.enrollments(session):
+                    print_timeline(application, session, enrollment)
+            out.print(f"\nThe database is {db_file} (SQLite). Look around: `outreach -w {settings.root} status`, or "
+                      f"`OUTREACH_DATABASE_URL=sqlite:///{db_file} outreach status --lead {emails[0]}`.")
+        finally:
+            application.close()
+    except OutreachError as exc:
+        _fail(exc)
+
+
+@app.command()
+def check(workspace: WorkspaceOpt = None) -> None:
+    """Health check: the workspace file, the database and its schema, the sequences. Exit 0 when all is well."""
+    try:
+        settings = load_settings(workspace)
+        engine = make_engine(settings.database_url)
+        current, head = current_revision(engine), head_revision(engine)
+        engine.dispose()
+        out.print(f"workspace  {settings.root} ({len(settings.workspace.mailboxes)} mailboxes, {len(settings.workspace.team)} people)")
+        out.print(f"database   {settings!r}")
+        out.print(f"schema     {current or 'empty'} (newest {head})")
+        if current != head:
+            err.print("the schema is behind; run `outreach db upgrade`")
+            raise typer.Exit(1)
+        with _app(workspace) as application:
+            found, problems = application.lint()
+        out.print(f"sequences  {len(found)} ok, {len(problems)} problem(s)")
+        if problems:
+            raise typer.Exit(2)
+    except OutreachError as exc:
+        _fail(exc)
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    app(prog_name="outreach")
+
+
+if __name__ == "__main__":
+    main()
+    sys.exit(0)

@@ -1,0 +1,451 @@
+"""The application: what the CLI, the demo and (later) the workers call. I/O lives here, not in the engine."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import random
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from outreach.clock import Clock, SystemClock
+from outreach.config import Settings
+from outreach.context import lead_context, mailbox_context, person_context
+from outreach.db.models import Enrollment, Event, Lead, Mailbox, Person, SequenceVersion, Suppression
+from outreach.db.session import ensure_schema, make_engine, session_factory, transaction
+from outreach.errors import Conflict, InputError, Location, NotFound, Problem, SequenceError, TemplateError
+from outreach.leads import ImportResult, normalise_address, owner_lookup, parse_csv, upsert
+from outreach.mail.templates import Rendered, TemplateSet
+from outreach.sequences import engine as eng
+from outreach.sequences.calendar import BusinessCalendar, country_holidays, zone
+from outreach.sequences.loader import LoadedSequence, from_definition, lint, sample_contexts
+from outreach.sequences.schema import Sequence
+
+ACTIVE_PHASES = tuple(p.value for p in eng.Phase if p not in eng.TERMINAL)
+
+
+# ---- engine state <-> database ---------------------------------------------------------------
+
+
+def state_to_json(state: eng.State) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(state):
+        value = getattr(state, f.name)
+        out[f.name] = value.isoformat() if isinstance(value, dt.datetime) else (value.value if isinstance(value, eng.Phase) else value)
+    return out
+
+
+def state_from_json(data: dict[str, Any]) -> eng.State:
+    values: dict[str, Any] = {}
+    for f in dataclasses.fields(eng.State):
+        value = data.get(f.name)
+        if f.name in ("phase", "resume_to") and value is not None:
+            value = eng.Phase(value)
+        elif f.name in ("anchor_at", "cycle_started_at", "paused_until") and value is not None:
+            value = dt.datetime.fromisoformat(value)
+        values[f.name] = value
+    return eng.State(**{k: v for k, v in values.items() if v is not None or k in ("last_step", "cycle_started_at", "paused_until", "resume_to", "waiting_for", "stop_reason")})
+
+
+# ---- what is shown -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PlannedItem:
+    at: dt.datetime
+    local: dt.datetime
+    kind: str  # email | task | escalate | dormant | revisit | complete
+    step: str
+    detail: str
+    thread: int | None
+    subject: str
+    mailbox: str
+
+
+@dataclass(frozen=True)
+class Preview:
+    sender: str
+    recipient: str
+    subject: str
+    thread: int
+    planned_at: dt.datetime
+    local: dt.datetime
+    rendered: Rendered
+
+
+@dataclass(frozen=True)
+class EnrollResult:
+    enrolled: list[str]
+    skipped: list[tuple[str, str]]
+
+
+class App:
+    """One workspace, one database, one clock."""
+
+    def __init__(self, settings: Settings, clock: Clock | None = None, *, migrate: bool | None = None) -> None:
+        self.settings = settings
+        self.clock = clock or SystemClock()
+        self.engine = make_engine(settings.database_url)
+        ensure_schema(self.engine, auto=settings.database_url.startswith("sqlite") if migrate is None else migrate)
+        self.sessions = session_factory(self.engine)
+        self.templates = TemplateSet(settings.templates_dir)
+        self._sequences: dict[str, LoadedSequence] | None = None
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # -- team ---------------------------------------------------------------------------------------
+
+    def sync_team(self, session: Session) -> None:
+        """Mirror the workspace's mailboxes and people into the database (secrets stay out)."""
+        ws = self.settings.workspace
+        boxes = {m.address: m for m in session.scalars(select(Mailbox))}
+        for cfg in ws.mailboxes:
+            box = boxes.get(cfg.address) or Mailbox(address=cfg.address)
+            box.display_name, box.timezone, box.daily_cap = cfg.name, cfg.timezone, cfg.daily_cap
+            session.add(box)
+            boxes[cfg.address] = box
+        session.flush()
+        people = {p.email: p for p in session.scalars(select(Person))}
+        for cfg in ws.team:
+            person = people.get(cfg.email) or Person(email=cfg.email, name=cfg.name)
+            person.name, person.title, person.phone, person.signature = cfg.name, cfg.title, cfg.phone, cfg.signature
+            box = boxes.get(cfg.mailbox or cfg.email)
+            person.mailbox_id = box.id if box else None
+            session.add(person)
+            people[cfg.email] = person
+        session.flush()
+        for cfg in ws.team:
+            people[cfg.email].manager_id = people[cfg.manager].id if cfg.manager else None
+
+    # -- sequences ----------------------------------------------------------------------------------
+
+    def lint(self, files: list[Path] | None = None) -> tuple[dict[str, LoadedSequence], list[Problem]]:
+        mailboxes = {m.address for m in self.settings.workspace.mailboxes}
+        team = self.settings.workspace.team
+        owner = None
+        if team:
+            p = team[0]
+            owner = {"name": p.name, "first_name": p.name.split()[0], "email": p.email, "title": p.title, "phone": p.phone, "signature": p.signature}
+        return lint(self.settings.sequences_dir, self.templates, files=files, mailboxes=mailboxes, contexts=sample_contexts(owner))
+
+    def sequences(self) -> dict[str, LoadedSequence]:
+        if self._sequences is None:
+            found, problems = self.lint()
+            if problems:
+                raise SequenceError(problems, summary="the sequences have problems; fix them (see `outreach sequences lint`)")
+            self._sequences = found
+        return self._sequences
+
+    def sync_sequences(self, session: Session) -> dict[str, SequenceVersion]:
+        """Store a new version of every changed sequence and carry in-flight enrollments onto it."""
+        now = self.clock.now()
+        current: dict[str, SequenceVersion] = {}
+        for name, loaded in self.sequences().items():
+            latest = session.scalars(
+                select(SequenceVersion).where(SequenceVersion.name == name).order_by(SequenceVersion.version.desc()).limit(1)
+            ).first()
+            if latest is not None and latest.digest == loaded.digest:
+                current[name] = latest
+                continue
+            # A changed file, or one put back as it was before, becomes the newest version.
+            version = SequenceVersion(
+                name=name,
+                version=(latest.version if latest else 0) + 1,
+                digest=loaded.digest,
+                definition=loaded.definition.model_dump(mode="json", by_alias=True),
+                source_path=str(loaded.document.path),
+                created_at=now,
+            )
+            session.add(version)
+            session.flush()
+            current[name] = version
+            if latest is not None:
+                self._migrate(session, latest, version, loaded.definition)
+        return current
+
+    def _migrate(self, session: Session, old: SequenceVersion, new: SequenceVersion, definition: Sequence) -> None:
+        old_def = from_definition(old.definition)
+        rows = session.scalars(select(Enrollment).where(Enrollment.sequence_name == new.name, Enrollment.phase.in_(ACTIVE_PHASES), Enrollment.sequence_id != new.id))
+        for enrollment in rows:
+            before = state_from_json(enrollment.state)
+            after = eng.migrate(before, old_def, definition)
+            enrollment.sequence_id = new.id
+            self._store_state(enrollment, after, definition)
+            session.add(Event(lead_id=enrollment.lead_id, enrollment_id=enrollment.id, at=self.clock.now(), kind="sequence-updated", key_points=f"{new.name} v{old.version} -> v{new.version}", status=after.crm_status.value, next_follow_up_at=enrollment.next_action_at, data={"from": old.version, "to": new.version}))
+
+    # -- leads ----------------------------------------------------------------------------------------
+
+    def import_leads(
+        self,
+        path: Path,
+        *,
+        overrides: dict[str, str] | None = None,
+        default_owner: str | None = None,
+        progress: Callable[[int], None] | None = None,
+        on_parsed: Callable[[int], None] | None = None,
+    ) -> ImportResult:
+        with transaction(self.sessions) as session:
+            self.sync_team(session)
+            owners = owner_lookup(session)
+            rows = parse_csv(path, overrides=overrides, owners=owners, default_owner=default_owner)
+            if on_parsed:
+                on_parsed(len(rows))
+            result = upsert(session, rows, self.clock.now(), progress=progress)
+            session.add(Event(at=self.clock.now(), kind="leads-imported", key_points=f"{path.name}: {result.created} new, {result.updated} updated", data={"file": str(path)}))
+            return result
+
+    def lead(self, session: Session, email: str) -> Lead:
+        try:
+            key = normalise_address(email)
+        except Exception as exc:
+            raise InputError(Problem(Location("--lead"), f"{email!r} is not an email address")) from exc
+        lead = session.scalars(select(Lead).where(Lead.email == key)).first()
+        if lead is None:
+            raise NotFound(f"no lead {key}; import it first with `outreach leads import FILE.csv`")
+        return lead
+
+    # -- enrollments ----------------------------------------------------------------------------------
+
+    def calendar_for(self, seq: Sequence, lead: Lead, mailbox: Mailbox | None) -> BusinessCalendar:
+        if seq.timezone == "lead":
+            name = lead.timezone or (mailbox.timezone if mailbox else "") or self.settings.workspace.timezone
+        else:
+            name = seq.timezone
+        holidays = None
+        if seq.holidays == "lead":
+            if lead.country:
+                holidays = country_holidays(lead.country)
+        elif seq.holidays:
+            holidays = country_holidays(seq.holidays)
+        window = seq.window.build()
+        return BusinessCalendar(tz=zone(name), window=window, holidays=holidays) if holidays else BusinessCalendar(tz=zone(name), window=window)
+
+    def mailbox_for(self, session: Session, seq: Sequence, lead: Lead, seed: int) -> Mailbox | None:
+        pool = seq.pools
+        if pool == ["owner"]:
+            return lead.owner.mailbox if lead.owner else None
+        address = pool[seed % len(pool)]
+        return session.scalars(select(Mailbox).where(Mailbox.address == address.lower())).first()
+
+    def _store_state(self, enrollment: Enrollment, state: eng.State, seq: Sequence) -> None:
+        cal = self.calendar_for(seq, enrollment.lead, None if enrollment.lead.owner is None else enrollment.lead.owner.mailbox)
+        enrollment.state = state_to_json(state)
+        enrollment.phase = state.phase.value
+        enrollment.next_action_at = eng.next_action_at(state, seq, cal)
+        enrollment.updated_at = self.clock.now()
+        if state.phase in eng.TERMINAL and enrollment.ended_at is None:
+            enrollment.ended_at = self.clock.now()
+        enrollment.lead.status = state.crm_status.value
+
+    def context(self, session: Session, seq: Sequence, lead: Lead, mailbox: Mailbox | None, step_id: str) -> dict[str, Any]:
+        return {
+            "lead": lead_context(lead),
+            "owner": person_context(lead.owner),
+            "mailbox": mailbox_context(mailbox),
+            "sequence": {"name": seq.name, "description": seq.description},
+            "step": {"id": step_id},
+        }
+
+    def _check_lead(self, session: Session, loaded: LoadedSequence, lead: Lead) -> list[Problem]:
+        seq = loaded.definition
+        problems = []
+        if seq.pools == ["owner"] and (lead.owner is None or lead.owner.mailbox is None):
+            return [Problem(Location(lead.email), "has no owner with a mailbox; set the Owner column or use --owner, or name a mailbox in the sequence")]
+        mailbox = self.mailbox_for(session, seq, lead, 0)
+        for step in seq.steps:
+            ctx = self.context(session, seq, lead, mailbox, step.id)
+            try:
+                if step.template:
+                    self.templates.render(step.template, ctx)
+                elif step.task:
+                    index = seq.index(step.id)
+                    self.templates.render_string(step.task.note, ctx, loaded.locate("steps", index or 0, "task", "note"))
+            except TemplateError as exc:
+                problems.extend(Problem(Location(lead.email), f"step {step.id!r}: {p}") for p in exc.problems)
+        return problems
+
+    def enroll(self, sequence: str, emails: Iterable[str] | None, *, all_leads: bool = False, seed: int | None = None) -> EnrollResult:
+        loaded = self.sequences().get(sequence)
+        if loaded is None:
+            raise NotFound(f"no sequence {sequence!r}; known: {', '.join(sorted(self.sequences()))}")
+        rng = random.Random(seed)
+        now = self.clock.now()
+        with transaction(self.sessions) as session:
+            self.sync_team(session)
+            versions = self.sync_sequences(session)
+            version = versions[sequence]
+            if all_leads:
+                leads = list(session.scalars(select(Lead).order_by(Lead.id)))
+            else:
+                leads = [self.lead(session, email) for email in (emails or [])]
+            if not leads:
+                raise InputError(Problem(Location("command line"), "no leads given; name them with --lead EMAIL or use --all"))
+            suppressed = set(session.scalars(select(Suppression.email).where(Suppression.email.in_([lead.email for lead in leads]))))
+            running = set(session.scalars(select(Enrollment.lead_id).where(Enrollment.sequence_name == sequence, Enrollment.phase.in_(ACTIVE_PHASES))))
+            enrolled: list[str] = []
+            skipped: list[tuple[str, str]] = []
+            problems: list[Problem] = []
+            todo = []
+            for lead in leads:
+                if lead.email in suppressed:
+                    skipped.append((lead.email, "suppressed (bounced or unsubscribed)"))
+                elif lead.id in running:
+                    skipped.append((lead.email, f"already in {sequence}"))
+                else:
+                    found = self._check_lead(session, loaded, lead)
+                    problems.extend(found)
+                    if not found:
+                        todo.append(lead)
+            if problems:
+                raise TemplateError(problems, summary="nothing was enrolled; these leads cannot be sent this sequence as it is")
+            for lead in todo:
+                lead_seed = rng.getrandbits(62)
+                state = eng.State.start(now, lead_seed)
+                enrollment = Enrollment(lead=lead, lead_id=lead.id, sequence_id=version.id, sequence_name=sequence, phase=state.phase.value, state={}, seed=lead_seed, enrolled_at=now, updated_at=now)
+                self._store_state(enrollment, state, loaded.definition)
+                session.add(enrollment)
+                session.flush()
+                session.add(Event(lead_id=lead.id, enrollment_id=enrollment.id, at=now, kind="enrolled", key_points=f"enrolled in {sequence} v{version.version}", status=lead.status, next_follow_up_at=enrollment.next_action_at))
+                enrolled.append(lead.email)
+            return EnrollResult(enrolled=enrolled, skipped=skipped)
+
+    def _enrollments(self, session: Session, email: str, sequence: str | None, active_only: bool = True) -> list[Enrollment]:
+        lead = self.lead(session, email)
+        query = select(Enrollment).where(Enrollment.lead_id == lead.id)
+        if sequence:
+            query = query.where(Enrollment.sequence_name == sequence)
+        if active_only:
+            query = query.where(Enrollment.phase.in_(ACTIVE_PHASES))
+        rows = list(session.scalars(query.order_by(Enrollment.id)))
+        if not rows:
+            where = f" in {sequence}" if sequence else ""
+            raise NotFound(f"{lead.email} has no running enrollment{where}")
+        return rows
+
+    def apply(self, email: str, sequence: str | None, make_event: Callable[[dt.datetime], eng.Event], kind: str) -> list[Enrollment]:
+        """Feed one event (pause, resume, unenroll ...) through the engine for a lead's enrollments."""
+        now = self.clock.now()
+        with transaction(self.sessions) as session:
+            self.sync_team(session)
+            self.sync_sequences(session)
+            changed = []
+            for enrollment in self._enrollments(session, email, sequence):
+                seq = from_definition(enrollment.sequence.definition)
+                state = state_from_json(enrollment.state)
+                new_state, actions = eng.apply_event(state, seq, make_event(now), self.calendar_for(seq, enrollment.lead, self._owner_box(enrollment.lead)))
+                if new_state == state:
+                    continue
+                self._store_state(enrollment, new_state, seq)
+                detail = "; ".join(_describe_action(a) for a in actions) or kind
+                session.add(Event(lead_id=enrollment.lead_id, enrollment_id=enrollment.id, at=now, kind=kind, key_points=detail, status=new_state.crm_status.value, next_follow_up_at=enrollment.next_action_at))
+                changed.append(enrollment)
+            if not changed:
+                raise Conflict(f"nothing to {kind}: the enrollment is already in that state")
+            return changed
+
+    def _owner_box(self, lead: Lead) -> Mailbox | None:
+        return lead.owner.mailbox if lead.owner else None
+
+    # -- what will happen ---------------------------------------------------------------------------
+
+    def timeline(self, session: Session, enrollment: Enrollment, limit: int = 24) -> list[PlannedItem]:
+        seq = from_definition(enrollment.sequence.definition)
+        lead = enrollment.lead
+        mailbox = self.mailbox_for(session, seq, lead, enrollment.seed)
+        cal = self.calendar_for(seq, lead, mailbox)
+        state = state_from_json(enrollment.state)
+        items: list[PlannedItem] = []
+        subjects: dict[int, str] = {}
+        for action in eng.plan(state, seq, cal, limit=limit):
+            local = cal.local(action.at)
+            sender = mailbox.address if mailbox else "(no mailbox)"
+            if isinstance(action, eng.SendEmail):
+                rendered = self.templates.render(action.template, self.context(session, seq, lead, mailbox, action.step_id))
+                if action.new_thread:
+                    subjects[action.thread] = action.subject or rendered.subject
+                    subject = subjects[action.thread]
+                else:
+                    subject = action.subject or reply_subject(subjects.get(action.thread, rendered.subject))
+                items.append(PlannedItem(action.at, local, "email", action.step_key, action.template, action.thread, subject, sender))
+            elif isinstance(action, eng.CreateTask):
+                note = self.templates.render_string(action.note, self.context(session, seq, lead, mailbox, action.step_id), Location(seq.name))
+                items.append(PlannedItem(action.at, local, "task", action.step_key, action.channel, None, note, lead.owner.name if lead.owner else ""))
+            elif isinstance(action, eng.Escalate):
+                target = action.notify
+                if target == "manager" and lead.owner and lead.owner.manager:
+                    target = lead.owner.manager.name
+                detail = f"notify {target}" + (f"; {action.message_mode} {action.message_template}" if action.message_template else "")
+                items.append(PlannedItem(action.at, local, "escalate", "escalate", detail, None, "", ""))
+            elif isinstance(action, eng.GoDormant):
+                revisit = f"revisit {cal.local(action.revisit_at):%a %d %b %Y}" if action.revisit_at else "no revisit"
+                items.append(PlannedItem(action.at, local, "dormant", "dormant", revisit, None, "", ""))
+            elif isinstance(action, eng.Revisit):
+                items.append(PlannedItem(action.at, local, "revisit", "revisit", f"enroll in {action.then}", None, "", ""))
+            elif isinstance(action, eng.Complete):
+                items.append(PlannedItem(action.at, local, "complete", "complete", "sequence finished", None, "", ""))
+        return items
+
+    def enrollments(self, session: Session, *, email: str | None = None, sequence: str | None = None) -> list[Enrollment]:
+        query = select(Enrollment).order_by(Enrollment.id)
+        if email:
+            query = query.where(Enrollment.lead_id == self.lead(session, email).id)
+        if sequence:
+            query = query.where(Enrollment.sequence_name == sequence)
+        return list(session.scalars(query))
+
+    def summary(self, session: Session) -> list[tuple[str, str, int]]:
+        rows = session.execute(select(Enrollment.sequence_name, Enrollment.phase, func.count()).group_by(Enrollment.sequence_name, Enrollment.phase).order_by(Enrollment.sequence_name, Enrollment.phase))
+        return [(name, phase, count) for name, phase, count in rows]
+
+    def preview(self, sequence: str, step_id: str, email: str) -> Preview:
+        loaded = self.sequences().get(sequence)
+        if loaded is None:
+            raise NotFound(f"no sequence {sequence!r}; known: {', '.join(sorted(self.sequences()))}")
+        seq = loaded.definition
+        if seq.index(step_id) is None:
+            raise NotFound(f"{sequence} has no step {step_id!r}; its steps: {', '.join(s.id for s in seq.steps)}")
+        step = seq.step(step_id)
+        if step.template is None:
+            raise InputError(Problem(loaded.locate("steps", seq.index(step_id) or 0), f"step {step_id!r} is a {step.task.channel if step.task else 'task'} task, not an email"))
+        with transaction(self.sessions) as session:
+            self.sync_team(session)
+            lead = self.lead(session, email)
+            running = session.scalars(select(Enrollment).where(Enrollment.lead_id == lead.id, Enrollment.sequence_name == sequence).order_by(Enrollment.id.desc())).first()
+            seed = running.seed if running else 0
+            state = state_from_json(running.state) if running and running.sequence.digest == loaded.digest else eng.State.start(self.clock.now(), seed)
+            if state.last_step is not None and running is not None:
+                state = eng.State.start(running.enrolled_at, seed)  # whole thread from the start, for the subject chain
+            mailbox = self.mailbox_for(session, seq, lead, seed)
+            cal = self.calendar_for(seq, lead, mailbox)
+            subjects: dict[int, str] = {}
+            for action in eng.plan(state, seq, cal, limit=len(seq.steps) + 2):
+                if not isinstance(action, eng.SendEmail):
+                    continue
+                rendered = self.templates.render(action.template, self.context(session, seq, lead, mailbox, action.step_id))
+                if action.new_thread:
+                    subjects[action.thread] = action.subject or rendered.subject
+                if action.step_id == step_id:
+                    subject = subjects[action.thread] if action.new_thread else (action.subject or reply_subject(subjects.get(action.thread, rendered.subject)))
+                    sender = f"{mailbox.display_name} <{mailbox.address}>" if mailbox else "(no mailbox)"
+                    return Preview(sender=sender, recipient=lead.email, subject=subject, thread=action.thread, planned_at=action.at, local=cal.local(action.at), rendered=rendered)
+        raise NotFound(f"step {step_id!r} is not reached in {sequence} for {email}")
+
+
+def reply_subject(subject: str) -> str:
+    return subject if subject.lower().startswith("re:") else f"Re: {subject}"
+
+
+def _describe_action(action: eng.Action) -> str:
+    if isinstance(action, eng.Pause):
+        return f"paused until {action.until:%Y-%m-%d %H:%M} UTC" if action.until else "paused until resumed"
+    if isinstance(action, eng.Resume):
+        return "resumed"
+    if isinstance(action, eng.Stop):
+        return f"stopped ({action.reason})"
+    return type(action).__name__.lower()

@@ -1,0 +1,62 @@
+from __future__ import annotations
+
+import datetime as dt
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = Path(__file__).resolve().parent / "data"
+CI = bool(os.environ.get("CI"))
+UTC = dt.timezone.utc
+
+PG_URL = os.environ.get("OUTREACH_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+@pytest.fixture
+def workspace(tmp_path: Path) -> Path:
+    """A copy of the shipped workspace (outreach.yaml, sequences, templates, examples) to change freely."""
+    for name in ("sequences", "templates", "examples"):
+        shutil.copytree(ROOT / name, tmp_path / name)
+    text = (ROOT / "outreach.yaml").read_text()
+    (tmp_path / "outreach.yaml").write_text(text)
+    return tmp_path
+
+
+def _postgres_database() -> Iterator[str]:
+    import psycopg
+
+    name = f"outreach_test_{uuid.uuid4().hex[:10]}"
+    try:
+        admin = psycopg.connect(PG_URL, autocommit=True, connect_timeout=5)
+    except psycopg.OperationalError as exc:
+        if CI:
+            raise
+        pytest.skip(f"PostgreSQL is not reachable at {PG_URL}: {exc}")
+    with admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    base = PG_URL.rsplit("/", 1)[0]
+    try:
+        yield f"{base}/{name}"
+    finally:
+        with psycopg.connect(PG_URL, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A fresh, empty PostgreSQL database on the machine's server (fails in CI when it is down)."""
+    yield from _postgres_database()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """Each test using it runs on SQLite and on PostgreSQL."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'outreach.sqlite'}"
+    else:
+        yield from _postgres_database()
