@@ -17,7 +17,7 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompletedColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from outreach.clock import UTC
@@ -42,6 +42,8 @@ app.add_typer(leads_app, name="leads")
 app.add_typer(db_app, name="db")
 
 out = Console(highlight=False)
+if not out.is_terminal and "COLUMNS" not in __import__("os").environ:
+    out.width = 160  # piped or captured: wide enough for a timeline
 err = Console(stderr=True, highlight=False)
 
 WorkspaceOpt = Annotated[
@@ -207,7 +209,7 @@ def leads_import(
 
 
 def _import_with_progress(application: App, file: Path, overrides: dict[str, str], owner: str | None):  # type: ignore[no-untyped-def]
-    with Progress(TextColumn("importing {task.description}"), BarColumn(), MofNCompletedColumn(), TimeElapsedColumn(), console=out, transient=False) as progress:
+    with Progress(TextColumn("importing {task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=out, transient=False) as progress:
         task = progress.add_task(file.name, total=None)
         return application.import_leads(
             file,
@@ -324,21 +326,33 @@ def print_timeline(application: App, session, enrollment) -> None:  # type: igno
     who = " ".join(p for p in (lead.first_name, lead.last_name) if p) or lead.email
     company = f", {lead.company}" if lead.company else ""
     tz = lead.timezone or "(mailbox zone)"
-    out.print(f"\n[bold]{who}{company}[/] <{lead.email}> — {enrollment.sequence_name} v{enrollment.sequence.version}, {enrollment.phase}, status {lead.status}, times in {tz}")
+    out.print(f"\n[bold]{who}{company}[/] <{lead.email}> · {enrollment.sequence_name} v{enrollment.sequence.version} · {enrollment.phase} · {lead.status} · {tz}")
     items = application.timeline(session, enrollment)
     if not items:
         out.print("  nothing planned")
         return
-    table = Table("when (lead's local time)", "step", "what", "thread", "subject / note", "from", box=None, pad_edge=False)
-    for item in items:
-        table.add_row(*_row(item))
+    rows = [_row(item) for item in items]
+    headers = [f"when ({_zone_label(items[0].local)})", "step", "action", "thread", "subject / note", "from / for"]
+    table = Table(box=None, pad_edge=False, show_edge=False)
+    for index, header in enumerate(headers):
+        widest = max(len(header), *(len(row[index]) for row in rows))
+        if index == 4:
+            table.add_column(header, overflow="ellipsis", no_wrap=True, max_width=72)
+        else:
+            table.add_column(header, no_wrap=True, min_width=min(widest, 40), overflow="ellipsis")
+    for row in rows:
+        table.add_row(*row)
     out.print(table)
 
 
+def _zone_label(local: dt.datetime) -> str:
+    return local.tzname() or "local"
+
+
 def _row(item: PlannedItem) -> list[str]:
-    when = item.local.strftime("%a %d %b %Y %H:%M %Z")
+    when = item.local.strftime("%Y-%m-%d %a %H:%M")
     thread = f"#{item.thread}" if item.thread else ""
-    what = {"email": f"email: {item.detail}", "task": f"task: {item.detail}"}.get(item.kind, item.detail)
+    what = {"email": f"email {item.detail}", "task": f"task ({item.detail})"}.get(item.kind, item.detail)
     return [when, item.step, what, thread, item.subject, item.mailbox]
 
 

@@ -49,7 +49,7 @@ COUNTRY_NAMES = {
 }  # fmt: skip
 
 _KEY = re.compile(r"[^a-z0-9]")
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def header_key(name: str) -> str:

@@ -21,19 +21,30 @@ class Document:
     path: Path
     data: Any
     positions: dict[PathKey, tuple[int, int]]
+    key_positions: dict[PathKey, tuple[int, int]]
 
-    def locate(self, loc: tuple[Any, ...]) -> Location:
-        """The best-known place for a schema location (unknown parts are skipped)."""
+    def locate(self, loc: tuple[Any, ...], *, key: bool = False) -> Location:
+        """The best-known place for a schema location (unknown parts are skipped).
+
+        With key=True, the place of the key itself rather than of its value.
+        """
         current: PathKey = ()
         for part in loc:
             candidate = (*current, part)
             if candidate in self.positions:
                 current = candidate
-        line, column = self.positions.get(current, (1, 1))
+        table = self.key_positions if key and current in self.key_positions else self.positions
+        line, column = table.get(current, (1, 1))
         return Location(self.path, line, column)
 
 
-def _walk(node: yaml.Node, key: PathKey, positions: dict[PathKey, tuple[int, int]], path: Path) -> None:
+def _walk(
+    node: yaml.Node,
+    key: PathKey,
+    positions: dict[PathKey, tuple[int, int]],
+    path: Path,
+    key_positions: dict[PathKey, tuple[int, int]],
+) -> None:
     positions[key] = (node.start_mark.line + 1, node.start_mark.column + 1)
     if isinstance(node, yaml.MappingNode):
         seen: dict[Any, int] = {}
@@ -48,10 +59,11 @@ def _walk(node: yaml.Node, key: PathKey, positions: dict[PathKey, tuple[int, int
                     )
                 )
             seen[name] = line
-            _walk(value_node, (*key, name), positions, path)
+            key_positions[(*key, name)] = (line, key_node.start_mark.column + 1)
+            _walk(value_node, (*key, name), positions, path, key_positions)
     elif isinstance(node, yaml.SequenceNode):
         for index, item in enumerate(node.value):
-            _walk(item, (*key, index), positions, path)
+            _walk(item, (*key, index), positions, path, key_positions)
 
 
 def load_text(text: str, path: Path) -> Document:
@@ -70,9 +82,10 @@ def load_text(text: str, path: Path) -> Document:
     except yaml.YAMLError as exc:
         raise InputError(Problem(Location(path), f"this is not valid YAML: {exc}")) from exc
     positions: dict[PathKey, tuple[int, int]] = {}
+    key_positions: dict[PathKey, tuple[int, int]] = {}
     if node is not None:
-        _walk(node, (), positions, path)
-    return Document(path=path, data=data, positions=positions)
+        _walk(node, (), positions, path, key_positions)
+    return Document(path=path, data=data, positions=positions, key_positions=key_positions)
 
 
 def load_file(path: Path) -> Document:
@@ -100,7 +113,7 @@ def schema_problems(doc: Document, exc: Any, vocabulary: frozenset[str] = frozen
         elif kind == "missing":
             message = f"missing required field {loc[-1]!r}"
         text = f"{dotted}: {message}" if dotted else message
-        problems.append(Problem(doc.locate(loc), text))
+        problems.append(Problem(doc.locate(loc, key=kind == "extra_forbidden"), text))
     return problems
 
 

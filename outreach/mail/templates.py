@@ -69,10 +69,7 @@ def _explain(exc: Exception) -> str:
         match = re.search(r"has no attribute '([^']+)'|'([^']+)' is undefined", message)
         name = next((g for g in match.groups() if g), None) if match else None
         if name:
-            return (
-                f"{message}; give it a fallback such as {{{{ lead.{name} | default(\"...\") }}}}, "
-                f"or fill the field for this lead"
-            )
+            return f"{name!r} is not set; give it a fallback, e.g. {{{{ ...{name} | default(\"...\") }}}}, or fill the field"
         return message
     if isinstance(exc, jinja2.exceptions.SecurityError):
         return f"not allowed in a template: {exc}"
@@ -125,26 +122,33 @@ class TemplateSet:
         path = self.path(name)
         filename = f"{name}{SUFFIX}"
         frozen = freeze(context)
-        try:
-            text_tpl = self._text.get_template(filename)
-            ctx = text_tpl.new_context(dict(frozen))
-            subject = _SPACE.sub(" ", "".join(text_tpl.blocks["subject"](ctx))).strip()
-            text = "".join(text_tpl.blocks["text"](text_tpl.new_context(dict(frozen)))).strip() + "\n"
-            html: str | None = None
-            html_tpl = self._html.get_template(filename)
-            if "html" in html_tpl.blocks:
-                html = "".join(html_tpl.blocks["html"](html_tpl.new_context(dict(frozen)))).strip() + "\n"
-        except (jinja2.TemplateError, TypeError, ValueError, ArithmeticError) as exc:
-            raise TemplateError(Problem(_where(exc, Location(path)), _explain(exc))) from exc
+        subject = _SPACE.sub(" ", self._block(self._text, filename, "subject", frozen, path) or "").strip()
+        text = (self._block(self._text, filename, "text", frozen, path) or "").strip() + "\n"
+        html = self._block(self._html, filename, "html", frozen, path)
+        if html is not None:
+            html = html.strip() + "\n"
         if not subject:
             raise TemplateError(Problem(Location(path), "the subject block renders empty; write a subject"))
         return Rendered(subject=subject, text=text, html=html)
+
+    def _block(self, env: ImmutableSandboxedEnvironment, filename: str, block: str, context: Mapping[str, Any], path: Path) -> str | None:
+        template = env.get_template(filename)
+        if block not in template.blocks:
+            return None
+        try:
+            try:
+                return "".join(template.blocks[block](template.new_context(dict(context))))
+            except Exception:
+                env.handle_exception()  # re-raises with the template's own file and line numbers
+        except (jinja2.TemplateError, TypeError, ValueError, ArithmeticError, AttributeError, KeyError) as exc:
+            raise TemplateError(Problem(_where(exc, Location(path)), _explain(exc))) from exc
+        raise AssertionError("unreachable")
 
     def render_string(self, source: str, context: Mapping[str, Any], where: Location) -> str:
         """A short template written inline (e.g. a task's note in a sequence file)."""
         try:
             template = self._text.from_string(source)
-            return template.render(dict(freeze(context))).strip()
+            return str(template.render(dict(freeze(context)))).strip()
         except jinja2.TemplateSyntaxError as exc:
             line = (where.line or 1) + (exc.lineno or 1) - 1
             raise TemplateError(Problem(Location(where.path, line), f"template syntax error: {exc.message}")) from exc
