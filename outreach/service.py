@@ -91,13 +91,23 @@ class App:
         self.settings = settings
         self.clock = clock or SystemClock()
         self.engine = make_engine(settings.database_url)
-        ensure_schema(self.engine, auto=settings.database_url.startswith("sqlite") if migrate is None else migrate)
+        try:
+            ensure_schema(self.engine, auto=settings.database_url.startswith("sqlite") if migrate is None else migrate)
+        except BaseException:
+            self.engine.dispose()
+            raise
         self.sessions = session_factory(self.engine)
         self.templates = TemplateSet(settings.templates_dir)
         self._sequences: dict[str, LoadedSequence] | None = None
 
     def close(self) -> None:
         self.engine.dispose()
+
+    def __enter__(self) -> App:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     # -- team ---------------------------------------------------------------------------------------
 
