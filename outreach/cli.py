@@ -404,8 +404,11 @@ def demo(workspace: WorkspaceOpt = None, seed: Annotated[int, typer.Option(help=
             with application.sessions() as session:
                 for enrollment in application.enrollments(session):
                     print_timeline(application, session, enrollment)
-            out.print(f"\nThe database is {db_file} (SQLite). Look around: `outreach -w {settings.root} status`, or "
-                      f"`OUTREACH_DATABASE_URL=sqlite:///{db_file} outreach status --lead {emails[0]}`.")
+            out.print(
+                f"\nThe database is {db_file} (SQLite). Look around with the same database:\n"
+                f"  OUTREACH_DATABASE_URL=sqlite:///{db_file} .venv/bin/outreach status --lead {emails[0]}\n"
+                f"  OUTREACH_DATABASE_URL=sqlite:///{db_file} .venv/bin/outreach preview bd-client-follow-up intro --lead {emails[0]}"
+            )
         finally:
             application.close()
     except OutreachError as exc:
@@ -421,7 +424,9 @@ def check(workspace: WorkspaceOpt = None) -> None:
         current, head = current_revision(engine), head_revision(engine)
         engine.dispose()
         out.print(f"workspace  {settings.root} ({len(settings.workspace.mailboxes)} mailboxes, {len(settings.workspace.team)} people)")
-        out.print(f"database   {settings!r}")
+        from outreach.config import _hide
+
+        out.print(f"database   {_hide(settings.database_url)}")
         out.print(f"schema     {current or 'empty'} (newest {head})")
         if current != head:
             err.print("the schema is behind; run `outreach db upgrade`")

@@ -88,7 +88,8 @@ class Delay:
 
     def __str__(self) -> str:
         amount = _num(self.low) if not self.is_range else f"{_num(self.low)}-{_num(self.high)}"
-        return f"{amount} {'business ' if self.business else ''}{self.unit.value}"
+        unit = self.unit.value[:-1] if not self.is_range and self.low == 1 else self.unit.value
+        return f"{amount} {'business ' if self.business else ''}{unit}"
 
 
 def _num(value: float) -> str:
