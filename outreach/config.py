@@ -76,6 +76,8 @@ class MailboxConfig(_Strict):
     imap: ImapConfig | None = None
     daily_cap: int = Field(200, ge=1)
     timezone: str = "UTC"
+    min_interval: float = Field(20.0, ge=0)  # seconds between two messages from this mailbox
+    jitter: float = Field(10.0, ge=0)  # plus up to this many seconds, so sending has no rhythm
 
     _norm = field_validator("address")(classmethod(lambda cls, v: _address(v)))
 
@@ -109,6 +111,8 @@ class WorkspaceConfig(_Strict):
     timezone: str = "UTC"
     sequences: str = "sequences"
     templates: str = "templates"
+    public_url: str = "http://127.0.0.1:8025"  # where the unsubscribe links point
+    max_attempts: int = Field(8, ge=1)  # temporary failures before a message is dead-lettered
     mailboxes: list[MailboxConfig] = Field(default_factory=list)
     team: list[PersonConfig] = Field(default_factory=list)
 
@@ -189,5 +193,22 @@ def load_settings(root: Path | None = None, environ: Mapping[str, str] | None = 
         if relative and relative != ":memory:":
             database_url = f"sqlite:///{(root / relative).resolve()}"
     broker_url = env.get(f"{ENV_PREFIX}BROKER_URL") or workspace.broker_url or "stub://"
-    secret = env.get(f"{ENV_PREFIX}SECRET_KEY", "")
+    secret = env.get(f"{ENV_PREFIX}SECRET_KEY", "") or _local_secret(root, database_url)
     return Settings(root=root, workspace=workspace, database_url=database_url, broker_url=broker_url, secret_key=secret)
+
+
+def _local_secret(root: Path, database_url: str) -> str:
+    """The embedded default keeps a generated signing key beside its SQLite file; production sets one."""
+    if not database_url.startswith("sqlite"):
+        return ""
+    import secrets
+
+    path = root / "var" / "secret_key"
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        key = secrets.token_urlsafe(32)
+        path.touch(mode=0o600)
+        path.write_text(key)
+        return key

@@ -60,6 +60,7 @@ class Mailbox(Base):
     display_name: Mapped[str] = mapped_column(String(200), default="")
     timezone: Mapped[str] = mapped_column(String(64), default="UTC")
     daily_cap: Mapped[int] = mapped_column(Integer, default=200)
+    last_sent_at: Mapped[dt.datetime | None]  # for the spacing between messages
 
 
 class Person(Base):
@@ -149,6 +150,8 @@ class Message(Base):
     __table_args__ = (
         UniqueConstraint("enrollment_id", "step_key"),
         Index("ix_message_status", "direction", "status"),
+        Index("ix_message_outbox", "status", "not_before"),
+        Index("ix_message_mailbox_sent", "mailbox_id", "sent_at"),
     )
     id: Mapped[int] = mapped_column(primary_key=True)
     direction: Mapped[str] = mapped_column(String(8))  # out | in
@@ -166,7 +169,11 @@ class Message(Base):
     sender: Mapped[str] = mapped_column(String(320), default="")
     recipient: Mapped[str] = mapped_column(String(320), default="")
     planned_at: Mapped[dt.datetime | None]
+    not_before: Mapped[dt.datetime | None]  # the next attempt: after a deferral, a cap or a backoff
+    enqueued_at: Mapped[dt.datetime | None]  # last handed to the broker
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
     sent_at: Mapped[dt.datetime | None]
+    saved_to_sent: Mapped[bool] = mapped_column(default=False)
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[dt.datetime]
 

@@ -1,0 +1,1 @@
+"""Transport implementations: smtp (aiosmtplib) and stub (in memory, for tests)."""

@@ -1,0 +1,1 @@
+"""Tracking: the CRM record, KPIs, and the unsubscribe links."""
