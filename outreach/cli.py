@@ -304,6 +304,16 @@ def status(
                 for name, phase, count in application.summary(session):
                     table.add_row(name, phase, str(count))
                 out.print(table)
+                outbox = application.outbox_summary(session)
+                if outbox:
+                    out.print("outbox: " + ", ".join(f"{count} {status}" for status, count in outbox))
+                from outreach.scheduler import dead_letters
+
+                dead = dead_letters(session)
+                if dead:
+                    out.print(f"[bold red]{len(dead)} message(s) failed[/] (dead letters):")
+                    for message in dead[:50]:
+                        out.print(f"  #{message.id} {message.recipient} step {message.step_key}: {message.error}", soft_wrap=True, markup=False)
                 return
             rows = application.enrollments(session, email=lead, sequence=sequence)
             if lead is None:
@@ -376,7 +386,7 @@ def demo(workspace: WorkspaceOpt = None, seed: Annotated[int, typer.Option(help=
         settings = load_settings(workspace)
         db_file = settings.root / "var" / "demo" / "outreach.sqlite"
         shutil.rmtree(db_file.parent, ignore_errors=True)
-        settings = Settings(root=settings.root, workspace=settings.workspace, database_url=f"sqlite:///{db_file}", broker_url="stub://", secret_key=settings.secret_key)
+        settings = Settings(root=settings.root, workspace=settings.workspace, database_url=f"sqlite:///{db_file}", broker_url="stub://", secret_from_env=settings.secret_from_env)
         application = App(settings, migrate=True)
         try:
             found, problems = application.lint()
@@ -411,6 +421,77 @@ def demo(workspace: WorkspaceOpt = None, seed: Annotated[int, typer.Option(help=
             )
         finally:
             application.close()
+    except OutreachError as exc:
+        _fail(exc)
+
+
+def _broker_and_actors(url: str):  # type: ignore[no-untyped-def]
+    from workers import actors
+    from workers.broker import make_broker
+
+    broker = make_broker(url)
+    actors.bind(broker)
+    return broker, actors
+
+
+@app.command()
+def run(
+    workspace: WorkspaceOpt = None,
+    interval: Annotated[float, typer.Option(help="Seconds between scheduler rounds.")] = 5.0,
+    threads: Annotated[int, typer.Option(help="Worker threads sending mail.")] = 4,
+) -> None:
+    """Run everything in one process: the scheduler and the sending workers (Ctrl-C stops).
+
+    With the default broker (stub://) the workers are in-process; with OUTREACH_BROKER_URL
+    pointing at Redis or RabbitMQ, this process also works that broker's queue.
+    """
+    import signal
+    import threading
+
+    from outreach.runner import embedded_worker, run_scheduler
+
+    try:
+        with _app(workspace) as application:
+            broker, actors = _broker_and_actors(application.settings.broker_url)
+            actors.configure(application)
+            worker = embedded_worker(broker, threads)
+            stop = threading.Event()
+            signal.signal(signal.SIGTERM, lambda *_: stop.set())
+            out.print(f"outreach running: {len(application.settings.workspace.mailboxes)} mailbox(es), broker {application.settings.broker_url}, {threads} sending thread(s). Ctrl-C stops.")
+            try:
+                run_scheduler(application, actors.send_message.send, stop, interval=interval)
+            except KeyboardInterrupt:
+                pass
+            finally:
+                worker.stop()
+                actors.configure(None)
+    except OutreachError as exc:
+        _fail(exc)
+
+
+@app.command()
+def scheduler(
+    workspace: WorkspaceOpt = None,
+    interval: Annotated[float, typer.Option(help="Seconds between rounds.")] = 5.0,
+) -> None:
+    """Run the scheduler only; workers run apart: `dramatiq workers.actors` (same OUTREACH_BROKER_URL).
+
+    Any number of schedulers may run against one PostgreSQL: each round locks what it takes.
+    """
+    import signal
+    import threading
+
+    from outreach.runner import run_scheduler
+
+    try:
+        with _app(workspace) as application:
+            broker, actors = _broker_and_actors(application.settings.broker_url)
+            stop = threading.Event()
+            signal.signal(signal.SIGTERM, lambda *_: stop.set())
+            try:
+                run_scheduler(application, actors.send_message.send, stop, interval=interval)
+            except KeyboardInterrupt:
+                pass
     except OutreachError as exc:
         _fail(exc)
 

@@ -141,7 +141,17 @@ class Settings:
     workspace: WorkspaceConfig
     database_url: str
     broker_url: str
-    secret_key: str = field(repr=False)
+    secret_from_env: str = field(default="", repr=False)
+
+    @property
+    def secret_key(self) -> str:
+        """OUTREACH_SECRET_KEY; the embedded default (SQLite) generates one under var/ on first use."""
+        key = self.secret_from_env or _local_secret(self.root, self.database_url)
+        if not key:
+            raise ConfigError(
+                Problem(Location("environment"), "OUTREACH_SECRET_KEY is not set; it signs unsubscribe links (e.g. export OUTREACH_SECRET_KEY=$(openssl rand -base64 32))")
+            )
+        return key
 
     @property
     def sequences_dir(self) -> Path:
@@ -193,8 +203,8 @@ def load_settings(root: Path | None = None, environ: Mapping[str, str] | None = 
         if relative and relative != ":memory:":
             database_url = f"sqlite:///{(root / relative).resolve()}"
     broker_url = env.get(f"{ENV_PREFIX}BROKER_URL") or workspace.broker_url or "stub://"
-    secret = env.get(f"{ENV_PREFIX}SECRET_KEY", "") or _local_secret(root, database_url)
-    return Settings(root=root, workspace=workspace, database_url=database_url, broker_url=broker_url, secret_key=secret)
+    secret = env.get(f"{ENV_PREFIX}SECRET_KEY", "")
+    return Settings(root=root, workspace=workspace, database_url=database_url, broker_url=broker_url, secret_from_env=secret)
 
 
 def _local_secret(root: Path, database_url: str) -> str:

@@ -3,22 +3,27 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 import datetime as dt
 import random
+import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from outreach.clock import Clock, SystemClock
-from outreach.config import Settings
+from outreach.config import MailboxConfig, Settings
 from outreach.context import lead_context, mailbox_context, person_context
-from outreach.db.models import Enrollment, Event, Lead, Mailbox, Person, SequenceVersion, Suppression
+from outreach.db.models import Enrollment, Event, Lead, Mailbox, Message, Person, SequenceVersion, Suppression
 from outreach.db.session import ensure_schema, make_engine, session_factory, transaction
-from outreach.errors import Conflict, InputError, Location, NotFound, Problem, SequenceError, TemplateError
+from outreach.errors import ConfigError, Conflict, InputError, Location, NotFound, Problem, SequenceError, TemplateError
+from outreach.mail.imap import MailStore
+from outreach.mail.transport import Transport
 from outreach.leads import ImportResult, normalise_address, owner_lookup, parse_csv, upsert
 from outreach.mail.templates import Rendered, TemplateSet
 from outreach.sequences import engine as eng
@@ -99,8 +104,15 @@ class App:
         self.sessions = session_factory(self.engine)
         self.templates = TemplateSet(settings.templates_dir)
         self._sequences: dict[str, LoadedSequence] | None = None
+        self._local = threading.local()
+        self._connections: list[Any] = []
+        self._connections_lock = threading.Lock()
+        self.transport_factory: Callable[[MailboxConfig], Transport] = _smtp_transport
+        self.store_factory: Callable[[MailboxConfig], MailStore] = _imap_store
+        self.last_refusal = ""
 
     def close(self) -> None:
+        self.close_connections()
         self.engine.dispose()
 
     def __enter__(self) -> App:
@@ -315,15 +327,83 @@ class App:
             if problems:
                 raise TemplateError(problems, summary="nothing was enrolled; these leads cannot be sent this sequence as it is")
             for lead in todo:
-                lead_seed = rng.getrandbits(62)
-                state = eng.State.start(now, lead_seed)
-                enrollment = Enrollment(lead=lead, lead_id=lead.id, sequence_id=version.id, sequence_name=sequence, phase=state.phase.value, state={}, seed=lead_seed, enrolled_at=now, updated_at=now)
-                self._store_state(enrollment, state, loaded.definition)
-                session.add(enrollment)
-                session.flush()
-                session.add(Event(lead_id=lead.id, enrollment_id=enrollment.id, at=now, kind="enrolled", key_points=f"enrolled in {sequence} v{version.version}", status=lead.status, next_follow_up_at=enrollment.next_action_at))
+                self._create_enrollment(session, lead, version, loaded.definition, now, rng.getrandbits(62))
                 enrolled.append(lead.email)
             return EnrollResult(enrolled=enrolled, skipped=skipped)
+
+    def _create_enrollment(self, session: Session, lead: Lead, version: SequenceVersion, definition: Sequence, now: dt.datetime, seed: int) -> Enrollment:
+        state = eng.State.start(now, seed)
+        enrollment = Enrollment(lead=lead, lead_id=lead.id, sequence=version, sequence_id=version.id, sequence_name=version.name, phase=state.phase.value, state={}, seed=seed, enrolled_at=now, updated_at=now)
+        self._store_state(enrollment, state, definition)
+        session.add(enrollment)
+        session.flush()
+        session.add(Event(lead_id=lead.id, enrollment_id=enrollment.id, at=now, kind="enrolled", key_points=f"enrolled in {version.name} v{version.version}", status=lead.status, next_follow_up_at=enrollment.next_action_at))
+        return enrollment
+
+    def start_enrollment(self, session: Session, lead: Lead, sequence: str, now: dt.datetime) -> Enrollment | None:
+        """Enroll from inside the machine (a revisit): the newest stored version; None (and why in last_refusal) if it cannot."""
+        version = session.scalars(select(SequenceVersion).where(SequenceVersion.name == sequence).order_by(SequenceVersion.version.desc()).limit(1)).first()
+        if version is None:
+            self.last_refusal = f"no sequence {sequence!r} is stored; run the scheduler with the sequences folder that has it"
+            return None
+        if session.scalar(select(Suppression.id).where(Suppression.email == lead.email)) is not None:
+            self.last_refusal = "the address is suppressed"
+            return None
+        running = session.scalar(select(Enrollment.id).where(Enrollment.lead_id == lead.id, Enrollment.sequence_name == sequence, Enrollment.phase.in_(ACTIVE_PHASES)))
+        if running is not None:
+            self.last_refusal = f"already in {sequence}"
+            return None
+        return self._create_enrollment(session, lead, version, from_definition(version.definition), now, random.getrandbits(62))
+
+    def sequences_location(self, name: str) -> Location:
+        loaded = self._sequences.get(name) if self._sequences else None
+        return Location(loaded.document.path if loaded else f"sequence {name}")
+
+    # -- mail connections -------------------------------------------------------------------------
+
+    def mailbox_zone(self, address: str) -> ZoneInfo:
+        cfg = self.mailbox_config(address)
+        return zone(cfg.timezone if cfg else self.settings.workspace.timezone)
+
+    def mailbox_config(self, address: str) -> MailboxConfig | None:
+        for cfg in self.settings.workspace.mailboxes:
+            if cfg.address == address:
+                return cfg
+        return None
+
+    def transport(self, address: str) -> Transport:
+        """The sending connection for a mailbox, one per thread, kept open between messages."""
+        cache = self._local.__dict__.setdefault("transports", {})
+        if address not in cache:
+            cfg = self.mailbox_config(address)
+            if cfg is None:
+                raise ConfigError(Problem(Location("outreach.yaml"), f"mailbox {address} is not configured"))
+            cache[address] = self.transport_factory(cfg)
+            with self._connections_lock:
+                self._connections.append(cache[address])
+        return cache[address]  # type: ignore[no-any-return]
+
+    def store(self, address: str) -> MailStore | None:
+        """The IMAP side of a mailbox (Sent folder, replies), one per thread; None when not configured."""
+        cache = self._local.__dict__.setdefault("stores", {})
+        if address not in cache:
+            cfg = self.mailbox_config(address)
+            cache[address] = self.store_factory(cfg) if cfg is not None and cfg.imap is not None else None
+            if cache[address] is not None:
+                with self._connections_lock:
+                    self._connections.append(cache[address])
+        return cache[address]  # type: ignore[no-any-return]
+
+    def close_connections(self) -> None:
+        """Close every mail connection any thread opened (call when the workers have stopped)."""
+        with self._connections_lock:
+            connections, self._connections = self._connections, []
+        self._local = threading.local()
+        for conn in connections:
+            try:
+                conn.close()
+            except Exception:  # closing is best effort; the process is going away
+                logging.getLogger(__name__).debug("closing a mail connection failed", exc_info=True)
 
     def _enrollments(self, session: Session, email: str, sequence: str | None, active_only: bool = True) -> list[Enrollment]:
         lead = self.lead(session, email)
@@ -413,6 +493,10 @@ class App:
         rows = session.execute(select(Enrollment.sequence_name, Enrollment.phase, func.count()).group_by(Enrollment.sequence_name, Enrollment.phase).order_by(Enrollment.sequence_name, Enrollment.phase))
         return [(name, phase, count) for name, phase, count in rows]
 
+    def outbox_summary(self, session: Session) -> list[tuple[str, int]]:
+        rows = session.execute(select(Message.status, func.count()).where(Message.direction == "out").group_by(Message.status).order_by(Message.status))
+        return [(status, count) for status, count in rows]
+
     def preview(self, sequence: str, step_id: str, email: str) -> Preview:
         loaded = self.sequences().get(sequence)
         if loaded is None:
@@ -445,6 +529,19 @@ class App:
                     sender = f"{mailbox.display_name} <{mailbox.address}>" if mailbox else "(no mailbox)"
                     return Preview(sender=sender, recipient=lead.email, subject=subject, thread=action.thread, planned_at=action.at, local=cal.local(action.at), rendered=rendered)
         raise NotFound(f"step {step_id!r} is not reached in {sequence} for {email}")
+
+
+def _smtp_transport(cfg: MailboxConfig) -> Transport:
+    from outreach.mail.transports.smtp import SmtpTransport
+
+    return SmtpTransport(cfg.smtp)
+
+
+def _imap_store(cfg: MailboxConfig) -> MailStore:
+    from outreach.mail.imap import ImapStore
+
+    assert cfg.imap is not None
+    return ImapStore(cfg.imap)
 
 
 def reply_subject(subject: str) -> str:

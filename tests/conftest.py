@@ -6,8 +6,12 @@ import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
+
+if TYPE_CHECKING:
+    from tests.servers import Dovecot, SmtpServer
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).resolve().parent / "data"
@@ -60,3 +64,39 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
         yield f"sqlite:///{tmp_path / 'outreach.sqlite'}"
     else:
         yield from _postgres_database()
+
+
+@pytest.fixture
+def smtp_server() -> Iterator["SmtpServer"]:
+    from tests.servers import SmtpServer
+
+    server = SmtpServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def dovecot(monkeypatch: pytest.MonkeyPatch) -> Iterator["Dovecot"]:
+    """A real Dovecot with the four shipped mailboxes as users (fails in CI when it is missing)."""
+    from tests.pipeline import MAILBOXES, PASSWORD, PASSWORD_ENV
+    from tests.servers import Dovecot
+
+    if shutil.which("dovecot") is None and not Path("/usr/sbin/dovecot").exists():
+        if CI:
+            raise RuntimeError("dovecot is not installed: apt-get install -y dovecot-imapd (.ci/run does it)")
+        pytest.skip("dovecot is not installed (apt-get install -y dovecot-imapd)")
+    monkeypatch.setenv(PASSWORD_ENV, PASSWORD)
+    server = Dovecot({box: PASSWORD for box in MAILBOXES}).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def stub_broker() -> Iterator[Any]:
+    from dramatiq.brokers.stub import StubBroker
+
+    broker = StubBroker()
+    broker.emit_after("process_boot")
+    yield broker
+    broker.flush_all()
+    broker.close()

@@ -129,8 +129,8 @@ class Enrollment(Base):
     updated_at: Mapped[dt.datetime]
     ended_at: Mapped[dt.datetime | None]
 
-    lead: Mapped[Lead] = relationship(lazy="joined")
-    sequence: Mapped[SequenceVersion] = relationship(lazy="joined")
+    lead: Mapped[Lead] = relationship(lazy="joined", innerjoin=True)
+    sequence: Mapped[SequenceVersion] = relationship(lazy="joined", innerjoin=True)
 
 
 class Thread(Base):
@@ -176,6 +176,10 @@ class Message(Base):
     saved_to_sent: Mapped[bool] = mapped_column(default=False)
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[dt.datetime]
+
+    enrollment: Mapped[Enrollment | None] = relationship(lazy="select")
+    thread: Mapped[Thread | None] = relationship(lazy="select")
+    mailbox: Mapped[Mailbox | None] = relationship(lazy="select")
 
 
 class Task(Base):

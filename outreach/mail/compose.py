@@ -16,6 +16,7 @@ from outreach.errors import InputError, Location, Problem
 from outreach.mail.templates import Rendered
 
 CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+POLICY = SMTP.clone(max_line_length=998)  # no folding of ordinary headers; 998 is the hard limit
 _RE = re.compile(r"^\s*((re|aw|sv|antw|fwd?|wg)\s*(\[\d+\])?\s*:\s*)+", re.IGNORECASE)
 
 
@@ -66,7 +67,7 @@ def compose(
     extra_headers: dict[str, str] | None = None,
 ) -> EmailMessage:
     """A ready-to-send message: text (+ html alternative), threaded, with List-Unsubscribe."""
-    msg = EmailMessage(policy=SMTP)
+    msg = EmailMessage(policy=POLICY)
     msg["From"] = sender.header("From")
     msg["To"] = recipient.header("To")
     msg["Subject"] = clean_header(subject, "Subject")

@@ -54,7 +54,8 @@ class SmtpTransport:
 
     async def _send(self, message: EmailMessage, sender: str, recipients: list[str]) -> Accepted:
         client = await self._connected()
-        errors, reply = await client.send_message(message, sender=sender, recipients=recipients)
+        # our own serialisation (aiosmtplib's would fold headers again at 78 characters)
+        errors, reply = await client.sendmail(sender, recipients, message.as_bytes())
         if errors:  # some recipients refused, others accepted: we send to one, so this is rare
             address, response = next(iter(errors.items()))
             raise RecipientRefused(f"{address} refused: {response.code} {response.message}", recipient=address, code=response.code, reply=response.message)
@@ -95,6 +96,7 @@ class SmtpTransport:
         if client is not None:
             try:
                 client.close()
+                self._loop.run_until_complete(asyncio.sleep(0))  # let the transport finish closing its socket
             except Exception:  # a broken connection may fail to close; it is gone either way
                 log.debug("closing a failed SMTP connection raised", exc_info=True)
 
@@ -105,4 +107,5 @@ class SmtpTransport:
                 self._loop.run_until_complete(client.quit())
             except (aiosmtplib.SMTPException, OSError):
                 client.close()
+        self._loop.run_until_complete(asyncio.sleep(0))
         self._loop.close()

@@ -1,0 +1,337 @@
+"""Delivering one outbox message: checks, claim, render, SMTP, record, copy to Sent.
+
+Idempotent: a message id may be delivered any number of times (the broker may repeat
+it); it is sent at most once. The order of the steps is what keeps the promises:
+
+1. Nothing to do for a message that is sent, failed or cancelled.
+2. A message left in `sending` by a worker that died (its lease ran out) is resent only
+   after the Sent folder was searched for its Message-ID and it was not there.
+3. A follow-up is cancelled if the lead has answered in the thread (a cheap IMAP search on
+   the thread's Message-IDs): the reply stops the enrollment.
+4. The claim (one transaction) checks the window, the mailbox's daily cap and spacing, and
+   marks the message `sending` with a lease; what does not fit now gets a `not_before` and
+   the relay brings it back then. Nothing is lost, nothing is sent early.
+5. SMTP; then the outcome is committed at once; then the copy goes to Sent.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import logging
+import random
+from dataclasses import dataclass
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from outreach.db.models import Enrollment, Event, Mailbox, Message, Suppression, Thread
+from outreach.db.session import transaction
+from outreach.errors import InputError, OutreachError
+from outreach.mail.compose import Party, compose, reply_subject
+from outreach.mail.transport import PermanentFailure, RecipientRefused, TemporaryFailure
+from outreach.sequences import engine as eng
+from outreach.sequences.loader import from_definition
+from outreach.service import App, state_from_json, state_to_json
+from outreach.tracking.unsubscribe import link
+
+log = logging.getLogger(__name__)
+
+LEASE = dt.timedelta(minutes=10)  # longer than the actor's time limit: a live worker never loses its claim
+DONE = ("sent", "failed", "cancelled")
+
+
+class Outcome(enum.StrEnum):
+    SENT = "sent"
+    DONE = "done"  # nothing to do (already sent, failed or cancelled)
+    DEFERRED = "deferred"  # not now: window, cap, spacing or lease; the relay brings it back
+    CANCELLED = "cancelled"
+    RETRY = "retry"  # a temporary failure; tried again after a backoff
+    BOUNCED = "bounced"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class _Work:
+    message_id: str
+    mailbox: str
+    recipient: str
+    lead_email: str
+    status: str
+    thread_ids: tuple[str, ...]  # Message-IDs already sent in this thread, root first
+    is_follow_up: bool
+
+
+def backoff(attempts: int, rng: random.Random) -> dt.timedelta:
+    """30 s, 1 min, 2 min ... up to 1 h, with up to 20 % jitter."""
+    seconds = min(30 * 2 ** max(attempts - 1, 0), 3600)
+    return dt.timedelta(seconds=seconds * (1 + rng.random() * 0.2))
+
+
+def deliver(app: App, message_pk: int, *, now: dt.datetime | None = None) -> Outcome:
+    now = now or app.clock.now()
+    work = _read(app, message_pk, now)
+    if isinstance(work, Outcome):
+        return work
+    store = app.store(work.mailbox)
+    if work.status == "sending":
+        if store is None:
+            return _finish(app, message_pk, now, "failed", "interrupted while sending, and the mailbox has no IMAP to check its Sent folder: check by hand before sending again", "send-failed")
+        if store.sent_has(work.message_id):
+            return _finish(app, message_pk, now, "sent", None, "email-sent", recovered=True)
+    if work.is_follow_up and store is not None:
+        found = store.replies(work.thread_ids, work.lead_email)
+        if found:
+            return _cancel_for_reply(app, message_pk, now, found[0])
+    claim = _claim(app, message_pk, now)
+    if isinstance(claim, Outcome):
+        return claim
+    message, sender, rendered_subject, rendered, refs, unsubscribe = claim
+    msg = compose(
+        rendered,
+        sender=sender,
+        recipient=Party(message.recipient),
+        message_id=message.message_id or "",
+        date=now.astimezone(app.mailbox_zone(message.sender)),
+        subject=rendered_subject,
+        in_reply_to=refs[-1] if refs else None,
+        references=refs,
+        unsubscribe_url=unsubscribe,
+        unsubscribe_mailto=f"mailto:{message.sender}?subject=unsubscribe",
+    )
+    try:
+        app.transport(message.sender).send(msg, message.sender, [message.recipient])
+    except TemporaryFailure as exc:
+        return _retry(app, message_pk, now, str(exc))
+    except RecipientRefused as exc:
+        return _bounce(app, message_pk, now, exc)
+    except PermanentFailure as exc:
+        return _finish(app, message_pk, now, "failed", str(exc), "send-failed")
+    outcome = _finish(app, message_pk, now, "sent", None, "email-sent", subject=rendered_subject)
+    _copy_to_sent(app, message_pk, message.sender, msg.as_bytes(), now)
+    return outcome
+
+
+def _read(app: App, pk: int, now: dt.datetime) -> _Work | Outcome:
+    with app.sessions() as session:
+        message = session.get(Message, pk)
+        if message is None or message.status in DONE:
+            return Outcome.DONE
+        if message.status == "sending" and message.not_before and message.not_before > now:
+            return Outcome.DEFERRED  # another worker holds the lease
+        thread_ids: tuple[str, ...] = ()
+        if message.thread_id is not None:
+            thread_ids = tuple(
+                session.scalars(
+                    select(Message.message_id)
+                    .where(Message.thread_id == message.thread_id, Message.status == "sent", Message.id != message.id)
+                    .order_by(Message.sent_at, Message.id)
+                )
+            )
+        lead_email = message.enrollment.lead.email if message.enrollment else message.recipient
+        return _Work(message.message_id or "", message.sender, message.recipient, lead_email, message.status, thread_ids, bool(thread_ids))
+
+
+def _claim(app: App, pk: int, now: dt.datetime):  # type: ignore[no-untyped-def]
+    with transaction(app.sessions) as session:
+        postgres = session.bind is not None and session.bind.dialect.name == "postgresql"
+        message = session.get(Message, pk, with_for_update=postgres)
+        if message is None or message.status in DONE:
+            return Outcome.DONE
+        if message.status == "sending" and message.not_before and message.not_before > now:
+            return Outcome.DEFERRED
+        enrollment = message.enrollment
+        if enrollment is None or enrollment.phase == eng.Phase.STOPPED.value:
+            reason = f"the enrollment is {enrollment.phase if enrollment else 'gone'}"
+            return _set_cancelled(session, message, now, reason)
+        if session.scalar(select(Suppression.id).where(Suppression.email == message.recipient)) is not None:
+            return _set_cancelled(session, message, now, "the address is suppressed")
+        seq = from_definition(enrollment.sequence.definition)
+        mailbox = session.scalar(select(Mailbox).where(Mailbox.address == message.sender).with_for_update() if postgres else select(Mailbox).where(Mailbox.address == message.sender))
+        cfg = app.mailbox_config(message.sender)
+        if mailbox is None or cfg is None:
+            return _set_failed(session, message, now, f"mailbox {message.sender} is not configured in outreach.yaml")
+        cal = app.calendar_for(seq, enrollment.lead, mailbox)
+        rng = random.Random(f"{message.message_id}:{message.attempts}")
+        later: dt.datetime | None = None
+        if not cal.is_open(now):
+            later = cal.next_open(now)
+        else:
+            zone = app.mailbox_zone(mailbox.address)
+            day_start = dt.datetime.combine(now.astimezone(zone).date(), dt.time(0), tzinfo=zone)
+            sent_today = session.scalar(select(func.count(Message.id)).where(Message.mailbox_id == mailbox.id, Message.status.in_(("sent", "sending")), Message.sent_at >= day_start.astimezone(dt.timezone.utc))) or 0
+            if sent_today >= cfg.daily_cap:
+                later = cal.next_open(day_start + dt.timedelta(days=1) + dt.timedelta(seconds=rng.uniform(0, 600)))
+            elif mailbox.last_sent_at is not None:
+                gap = dt.timedelta(seconds=cfg.min_interval + rng.uniform(0, cfg.jitter))
+                if mailbox.last_sent_at + gap > now:
+                    later = mailbox.last_sent_at + gap
+        if later is not None:
+            message.not_before = later
+            message.enqueued_at = None
+            return Outcome.DEFERRED
+        # the thread's subject and references, from what was sent before
+        thread = session.get(Thread, message.thread_id) if message.thread_id else None
+        refs = list(session.scalars(select(Message.message_id).where(Message.thread_id == message.thread_id, Message.status == "sent", Message.id != message.id).order_by(Message.sent_at, Message.id))) if thread else []
+        context = app.context(session, seq, enrollment.lead, mailbox, message.step_key.split("@")[0] if message.step_key else "")
+        try:
+            rendered = app.templates.render(message.template or "", context)
+        except InputError as exc:
+            return _set_failed(session, message, now, f"rendering failed: {exc}")
+        if refs:
+            if thread is None or not thread.subject:
+                message.not_before = now + dt.timedelta(minutes=1)
+                message.enqueued_at = None
+                return Outcome.DEFERRED
+            subject = message.subject or reply_subject(thread.subject)
+        else:
+            subject = message.subject or rendered.subject
+            if thread is not None:
+                thread.subject = subject
+                thread.root_message_id = message.message_id
+        unsubscribe = link(app.settings.workspace.public_url, app.settings.secret_key, message.recipient, enrollment.id)
+        message.status = "sending"
+        message.attempts += 1
+        message.not_before = now + LEASE
+        message.sent_at = now  # counts toward today's cap while it is in flight
+        mailbox.last_sent_at = now
+        sender = Party(mailbox.address, mailbox.display_name)
+        session.flush()
+        session.expunge(message)
+        log.info("sending message %d (enrollment %d, step %s, attempt %d)", message.id, enrollment.id, message.step_key, message.attempts)
+        return message, sender, subject, rendered, refs, unsubscribe
+
+
+def _set_cancelled(session: Session, message: Message, now: dt.datetime, reason: str) -> Outcome:
+    message.status = "cancelled"
+    message.error = reason
+    _log_event(session, message, now, "send-cancelled", reason)
+    return Outcome.CANCELLED
+
+
+def _set_failed(session: Session, message: Message, now: dt.datetime, reason: str) -> Outcome:
+    message.status = "failed"
+    message.error = reason
+    _log_event(session, message, now, "send-failed", reason)
+    log.warning("message %d failed: %s", message.id, reason)
+    return Outcome.FAILED
+
+
+def _log_event(session: Session, message: Message, now: dt.datetime, kind: str, key_points: str, **data: object) -> None:
+    enrollment = message.enrollment
+    session.add(
+        Event(
+            lead_id=message.lead_id,
+            enrollment_id=message.enrollment_id,
+            at=now,
+            kind=kind,
+            channel="email",
+            key_points=key_points,
+            status=enrollment.lead.status if enrollment else "",
+            next_follow_up_at=enrollment.next_action_at if enrollment else None,
+            data={"message": message.id, "step": message.step_key, **data},
+        )
+    )
+
+
+def _finish(app: App, pk: int, now: dt.datetime, status: str, error: str | None, kind: str, *, subject: str | None = None, recovered: bool = False) -> Outcome:
+    with transaction(app.sessions) as session:
+        message = session.get(Message, pk)
+        assert message is not None
+        message.status = status
+        message.error = error
+        if subject is not None:
+            message.subject = subject
+        if status == "sent":
+            message.sent_at = message.sent_at or now
+            message.not_before = None
+            if recovered:
+                message.saved_to_sent = True
+            _log_event(session, message, now, kind, message.subject + (" (found in Sent after an interrupted attempt)" if recovered else ""), recovered=recovered)
+            log.info("message %d sent%s", pk, " (recovered)" if recovered else "")
+            return Outcome.SENT
+        _log_event(session, message, now, kind, error or status)
+        log.warning("message %d %s: %s", pk, status, error)
+        return Outcome.FAILED if status == "failed" else Outcome.DONE
+
+
+def _retry(app: App, pk: int, now: dt.datetime, error: str) -> Outcome:
+    with transaction(app.sessions) as session:
+        message = session.get(Message, pk)
+        assert message is not None
+        if message.attempts >= app.settings.workspace.max_attempts:
+            message.status = "failed"
+            message.error = f"gave up after {message.attempts} attempts; last: {error}"
+            _log_event(session, message, now, "send-failed", message.error)
+            log.warning("message %d dead-lettered: %s", pk, message.error)
+            return Outcome.FAILED
+        message.status = "planned"
+        message.sent_at = None
+        message.error = error
+        message.not_before = now + backoff(message.attempts, random.Random(f"{message.message_id}:{message.attempts}"))
+        message.enqueued_at = None
+        _log_event(session, message, now, "send-deferred", f"attempt {message.attempts}: {error}; next try {message.not_before:%H:%M:%S} UTC")
+        log.info("message %d: temporary failure (%s), retry at %s", pk, error, message.not_before.isoformat())
+        return Outcome.RETRY
+
+
+def _bounce(app: App, pk: int, now: dt.datetime, exc: RecipientRefused) -> Outcome:
+    with transaction(app.sessions) as session:
+        message = session.get(Message, pk)
+        assert message is not None and message.enrollment is not None
+        message.status = "failed"
+        message.sent_at = None
+        message.error = str(exc)
+        enrollment = message.enrollment
+        _apply(app, session, enrollment, eng.Bounced(at=now, hard=True))
+        seq = from_definition(enrollment.sequence.definition)
+        if seq.on_bounce == "suppress" and session.scalar(select(Suppression.id).where(Suppression.email == exc.recipient.lower())) is None:
+            session.add(Suppression(email=exc.recipient.lower(), reason="bounce", source=f"{exc.code} {exc.reply}", created_at=now))
+        _log_event(session, message, now, "bounce", f"hard bounce at SMTP time: {exc.code} {exc.reply}", code=exc.code)
+        return Outcome.BOUNCED
+
+
+def _apply(app: App, session: Session, enrollment: Enrollment, event: eng.Event) -> None:
+    seq = from_definition(enrollment.sequence.definition)
+    lead = enrollment.lead
+    cal = app.calendar_for(seq, lead, lead.owner.mailbox if lead.owner else None)
+    decision = eng.decide(state_from_json(enrollment.state), seq, [event], event.at, cal)
+    enrollment.state = state_to_json(decision.state)
+    enrollment.phase = decision.state.phase.value
+    enrollment.next_action_at = decision.next_action_at
+    enrollment.updated_at = event.at
+    if decision.state.phase in eng.TERMINAL and enrollment.ended_at is None:
+        enrollment.ended_at = event.at
+    lead.status = decision.state.crm_status.value
+
+
+def _cancel_for_reply(app: App, pk: int, now: dt.datetime, found: object) -> Outcome:
+    with transaction(app.sessions) as session:
+        message = session.get(Message, pk)
+        assert message is not None
+        if message.status in DONE:
+            return Outcome.DONE
+        enrollment = message.enrollment
+        message.status = "cancelled"
+        message.error = "the lead answered in this thread before it was sent"
+        if enrollment is not None:
+            _apply(app, session, enrollment, eng.Replied(at=now))
+        _log_event(session, message, now, "reply", f"answer found in the thread before {message.step_key}: {getattr(found, 'subject', '')}", uid=getattr(found, "uid", None), reply_message_id=getattr(found, "message_id", None))
+        log.info("message %d cancelled: the lead answered", pk)
+        return Outcome.CANCELLED
+
+
+def _copy_to_sent(app: App, pk: int, address: str, raw: bytes, now: dt.datetime) -> None:
+    cfg = app.mailbox_config(address)
+    store = app.store(address)
+    if cfg is None or cfg.imap is None or not cfg.imap.save_sent or store is None:
+        return
+    try:
+        store.append_sent(raw, now)
+    except (TemporaryFailure, OutreachError, OSError) as exc:
+        log.warning("message %d: the copy to Sent failed (%s); the message itself went out", pk, exc)
+        return
+    with transaction(app.sessions) as session:
+        message = session.get(Message, pk)
+        if message is not None:
+            message.saved_to_sent = True

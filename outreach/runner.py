@@ -1,0 +1,77 @@
+"""The scheduler loop, and the embedded runner (scheduler + in-process Dramatiq workers in one process)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import dramatiq
+from sqlalchemy import func, select
+
+from outreach.db.models import Enrollment, Message
+from outreach.db.session import transaction
+from outreach.scheduler import SCHEDULED, TickResult, relay, tick
+from outreach.service import App
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class StepResult:
+    tick: TickResult
+    enqueued: list[int]
+
+
+def prepare(app: App) -> None:
+    """Check the settings, mirror the team and store the current sequences (new versions carry enrollments over)."""
+    _ = app.settings.secret_key  # fail at start, not at the first message
+    with transaction(app.sessions) as session:
+        app.sync_team(session)
+        app.sync_sequences(session)
+
+
+def step(app: App, enqueue: Callable[[int], object], *, now: dt.datetime | None = None) -> StepResult:
+    """One round: do what is due, then hand due messages to the broker."""
+    now = now or app.clock.now()
+    result = tick(app, now=now)
+    while True:  # a full batch may leave more due rows
+        more = tick(app, now=now)
+        if not more.enrollments:
+            break
+        result.enrollments += more.enrollments
+        result.messages.extend(more.messages)
+    ids = relay(app, now=now)
+    for message_id in ids:
+        enqueue(message_id)
+    return StepResult(tick=result, enqueued=ids)
+
+
+def next_wakeup(app: App) -> dt.datetime | None:
+    """When something is next due: an enrollment's next action or a message's next attempt."""
+    with app.sessions() as session:
+        a = session.scalar(select(func.min(Enrollment.next_action_at)).where(Enrollment.phase.in_(SCHEDULED)))
+        b = session.scalar(select(func.min(Message.not_before)).where(Message.direction == "out", Message.status.in_(("planned", "sending"))))
+    times = [t for t in (a, b) if t is not None]
+    from outreach.clock import ensure_utc
+
+    return ensure_utc(min(times)) if times else None
+
+
+def run_scheduler(app: App, enqueue: Callable[[int], object], stop: threading.Event, *, interval: float = 5.0) -> None:
+    prepare(app)
+    log.info("scheduler started (tick every %.1f s)", interval)
+    while not stop.is_set():
+        try:
+            step(app, enqueue)
+        except Exception:  # a failed round is logged and the loop goes on; the database holds the truth
+            log.exception("scheduler round failed; retrying in %.1f s", interval)
+        stop.wait(interval)
+
+
+def embedded_worker(broker: dramatiq.Broker, threads: int = 4) -> dramatiq.Worker:
+    worker = dramatiq.Worker(broker, worker_threads=threads, worker_timeout=100)
+    worker.start()
+    return worker

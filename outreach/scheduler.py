@@ -1,0 +1,194 @@
+"""The scheduler tick: due enrollments -> the engine -> outbox rows, tasks and events, in one transaction.
+
+Safe in several processes at once: on PostgreSQL each tick locks the rows it takes with
+FOR UPDATE SKIP LOCKED, so two schedulers never take the same enrollment; SQLite has one
+writer. The cost follows the number of due rows (index on phase + next_action_at), not the
+size of the table. Messages are handed to the broker by `relay()`, after the commit.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from dataclasses import dataclass, field
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.orm import Session
+
+from outreach.db.models import Enrollment, Event, Lead, Mailbox, Message, SequenceVersion, Task, Thread
+from outreach.db.session import transaction
+from outreach.errors import OutreachError
+from outreach.mail.compose import make_message_id
+from outreach.sequences import engine as eng
+from outreach.sequences.loader import from_definition
+from outreach.sequences.schema import Sequence
+from outreach.service import App, state_from_json, state_to_json
+
+log = logging.getLogger(__name__)
+
+SCHEDULED = tuple(p.value for p in (eng.Phase.ACTIVE, eng.Phase.PAUSED, eng.Phase.ESCALATED, eng.Phase.DORMANT))
+STALE_ENQUEUE = dt.timedelta(minutes=5)
+
+
+@dataclass
+class TickResult:
+    enrollments: int = 0
+    messages: list[int] = field(default_factory=list)
+    tasks: int = 0
+    revisits: int = 0
+
+
+def due_query(now: dt.datetime, batch: int, postgres: bool):  # type: ignore[no-untyped-def]
+    query = (
+        select(Enrollment)
+        .where(Enrollment.phase.in_(SCHEDULED), Enrollment.next_action_at <= now)
+        .order_by(Enrollment.next_action_at)
+        .limit(batch)
+    )
+    if postgres:
+        query = query.with_for_update(skip_locked=True, of=Enrollment)
+    return query
+
+
+def tick(app: App, *, now: dt.datetime | None = None, batch: int = 500) -> TickResult:
+    """Do what is due now for up to `batch` enrollments."""
+    now = now or app.clock.now()
+    result = TickResult()
+    definitions: dict[int, Sequence] = {}
+    with transaction(app.sessions) as session:
+        postgres = session.bind.dialect.name == "postgresql" if session.bind else False
+        for enrollment in session.scalars(due_query(now, batch, postgres)).unique():
+            seq = definitions.get(enrollment.sequence_id)
+            if seq is None:
+                seq = definitions[enrollment.sequence_id] = from_definition(enrollment.sequence.definition)
+            _advance(app, session, enrollment, seq, now, result)
+            result.enrollments += 1
+    if result.enrollments:
+        log.info("tick: %d enrollment(s), %d message(s) planned, %d task(s)", result.enrollments, len(result.messages), result.tasks)
+    return result
+
+
+def _advance(app: App, session: Session, enrollment: Enrollment, seq: Sequence, now: dt.datetime, result: TickResult) -> None:
+    lead = enrollment.lead
+    mailbox = app.mailbox_for(session, seq, lead, enrollment.seed)
+    cal = app.calendar_for(seq, lead, mailbox)
+    state = state_from_json(enrollment.state)
+    decision = eng.decide(state, seq, (), now, cal)
+    for action in decision.actions:
+        _carry_out(app, session, enrollment, seq, mailbox, action, result)
+    enrollment.state = state_to_json(decision.state)
+    enrollment.phase = decision.state.phase.value
+    enrollment.next_action_at = decision.next_action_at
+    enrollment.updated_at = now
+    if decision.state.phase in eng.TERMINAL and enrollment.ended_at is None:
+        enrollment.ended_at = now
+    lead.status = decision.state.crm_status.value
+
+
+def _event(session: Session, enrollment: Enrollment, at: dt.datetime, kind: str, key_points: str, channel: str = "system", **data: object) -> None:
+    session.add(
+        Event(
+            lead_id=enrollment.lead_id,
+            enrollment_id=enrollment.id,
+            at=at,
+            kind=kind,
+            channel=channel,
+            key_points=key_points,
+            status=enrollment.lead.status,
+            next_follow_up_at=enrollment.next_action_at,
+            data=dict(data),
+        )
+    )
+
+
+def _carry_out(app: App, session: Session, enrollment: Enrollment, seq: Sequence, mailbox: Mailbox | None, action: eng.Action, result: TickResult) -> None:
+    at = action.at
+    if isinstance(action, eng.SendEmail):
+        existing = session.scalar(select(Message.id).where(Message.enrollment_id == enrollment.id, Message.step_key == action.step_key))
+        if existing is not None:
+            return  # planned before: one message per (enrollment, step), ever
+        thread = session.scalar(select(Thread).where(Thread.enrollment_id == enrollment.id, Thread.number == action.thread))
+        message_id = make_message_id(mailbox.address.rpartition("@")[2] if mailbox else "localhost")
+        if thread is None:
+            thread = Thread(enrollment_id=enrollment.id, number=action.thread, subject="", root_message_id=message_id)
+            session.add(thread)
+            session.flush()
+        message = Message(
+            direction="out",
+            enrollment_id=enrollment.id,
+            lead_id=enrollment.lead_id,
+            thread_id=thread.id,
+            mailbox_id=mailbox.id if mailbox else None,
+            step_key=action.step_key,
+            template=action.template,
+            message_id=message_id,
+            status="planned" if mailbox else "failed",
+            subject=action.subject or "",
+            sender=mailbox.address if mailbox else "",
+            recipient=enrollment.lead.email,
+            planned_at=at,
+            not_before=at,
+            attempts=0,
+            error=None if mailbox else "no mailbox to send from: give the lead an owner with a mailbox, or name one in the sequence",
+            created_at=at,
+        )
+        session.add(message)
+        session.flush()
+        if mailbox:
+            result.messages.append(message.id)
+        else:
+            _event(session, enrollment, at, "send-failed", f"{action.step_key}: {message.error}", channel="email")
+    elif isinstance(action, eng.CreateTask):
+        context = app.context(session, seq, enrollment.lead, mailbox, action.step_id)
+        where = app.sequences_location(seq.name)
+        note = app.templates.render_string(action.note, context, where)
+        title = app.templates.render_string(action.title, context, where) if action.title else f"{action.channel}: {enrollment.lead.email}"
+        session.add(Task(enrollment_id=enrollment.id, lead_id=enrollment.lead_id, assignee_id=enrollment.lead.owner_id, step_key=action.step_key, channel=action.channel, title=title, note=note, due_at=action.due_at, wait=action.wait, status="open", created_at=at))
+        _event(session, enrollment, at, "task-opened", title, channel=action.channel, step=action.step_key)
+        result.tasks += 1
+    elif isinstance(action, eng.Escalate):
+        owner = enrollment.lead.owner
+        reviewer = owner.manager if owner and owner.manager and action.notify == "manager" else owner
+        title = f"Review {enrollment.lead.email}: no answer after {seq.name}"
+        session.add(Task(enrollment_id=enrollment.id, lead_id=enrollment.lead_id, assignee_id=reviewer.id if reviewer else None, step_key="escalate", channel="review", title=title, note=title, due_at=at, wait=False, status="open", created_at=at))
+        _event(session, enrollment, at, "escalated", f"no answer; {reviewer.name if reviewer else action.notify} asked to review", notify=action.notify)
+    elif isinstance(action, eng.GoDormant):
+        revisit = f"; revisit {action.revisit_at:%Y-%m-%d}" if action.revisit_at else ""
+        _event(session, enrollment, at, "dormant", f"no answer{revisit}")
+    elif isinstance(action, eng.Revisit):
+        started = app.start_enrollment(session, enrollment.lead, action.then, at)
+        _event(session, enrollment, at, "revisit", f"enrolled in {action.then}" if started else f"not enrolled in {action.then}: {app.last_refusal}")
+        result.revisits += 1
+    elif isinstance(action, eng.Complete):
+        _event(session, enrollment, at, "completed", f"{seq.name} finished")
+    elif isinstance(action, eng.Resume):
+        _event(session, enrollment, at, "resumed", "the pause ended")
+
+
+def relay(app: App, *, now: dt.datetime | None = None, batch: int = 1000) -> list[int]:
+    """Planned messages that are due and not (or no longer) with the broker: mark and return them."""
+    now = now or app.clock.now()
+    with transaction(app.sessions) as session:
+        ids = list(
+            session.scalars(
+                select(Message.id)
+                .where(
+                    Message.direction == "out",
+                    Message.status.in_(("planned", "sending")),
+                    Message.not_before <= now,
+                    or_(Message.enqueued_at.is_(None), Message.enqueued_at < now - STALE_ENQUEUE),
+                )
+                .order_by(Message.not_before)
+                .limit(batch)
+            )
+        )
+        if ids:
+            session.execute(update(Message).where(Message.id.in_(ids)).values(enqueued_at=now))
+    return ids
+
+
+def dead_letters(session: Session) -> list[Message]:
+    return list(session.scalars(select(Message).where(Message.direction == "out", Message.status == "failed").order_by(Message.id)))
+
+
+__all__ = ["tick", "relay", "dead_letters", "TickResult", "OutreachError", "Lead", "SequenceVersion"]

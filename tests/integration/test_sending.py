@@ -1,0 +1,151 @@
+"""The sending pipeline against real servers: aiosmtpd, Dovecot, SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections import defaultdict
+from email.utils import parsedate_to_datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+from sqlalchemy import select
+
+from outreach.db.models import Enrollment, Event, Message, Suppression
+from outreach.sequences.calendar import country_holidays
+from tests.pipeline import Pipeline, make_workspace
+from tests.servers import Dovecot, Faults, SmtpServer
+
+UTC = dt.timezone.utc
+START = dt.datetime(2026, 11, 23, 3, 0, tzinfo=UTC)  # Monday 08:30 in India
+BD = "bd-client-follow-up"
+
+
+@pytest.fixture
+def pipeline(tmp_path: Path, smtp_server: SmtpServer, dovecot: Dovecot, database_url: str, stub_broker: Any) -> Any:
+    workspace = make_workspace(tmp_path / "ws", smtp_server, dovecot)
+    if database_url.startswith("postgresql"):
+        from tests.cli_helpers import run
+
+        assert run(workspace, "db", "upgrade", db=database_url).exit_code == 0
+    pipe = Pipeline(workspace, database_url, START, stub_broker)
+    yield pipe
+    pipe.close()
+
+
+def enroll_all(pipe: Pipeline, sequence: str = BD) -> list[str]:
+    pipe.app.import_leads(pipe.app.settings.root / "examples" / "leads.csv")
+    result = pipe.app.enroll(sequence, None, all_leads=True, seed=11)
+    pipe.prepare()
+    return result.enrolled
+
+
+def by_recipient(smtp: SmtpServer) -> dict[str, list[Any]]:
+    grouped: dict[str, list[Any]] = defaultdict(list)
+    for item in smtp.received:
+        grouped[item.recipients[0]].append(item.message)
+    return grouped
+
+
+def test_a_sequence_runs_on_time_threaded_and_once(pipeline: Pipeline, smtp_server: SmtpServer, dovecot: Dovecot) -> None:
+    leads = enroll_all(pipeline)
+    pipeline.run_until(START + dt.timedelta(days=60))
+
+    received = by_recipient(smtp_server)
+    assert sorted(received) == sorted(leads)
+    ids = [m["Message-ID"] for msgs in received.values() for m in msgs]
+    assert len(ids) == len(set(ids)), "a message arrived twice"
+    with pipeline.app.sessions() as session:
+        for email, messages in received.items():
+            enrollment = session.scalars(select(Enrollment).where(Enrollment.lead.has(email=email), Enrollment.sequence_name == BD)).one()
+            lead = enrollment.lead
+            zone = ZoneInfo(lead.timezone)
+            steps = [m["X-Outreach-Step"] for m in messages] if messages[0]["X-Outreach-Step"] else None
+            # four emails: intro, proposal-check, reminder, closure (the call is a task)
+            assert len(messages) == 4, (email, [m["Subject"] for m in messages])
+            root = messages[0]
+            assert not root["In-Reply-To"]
+            for i, msg in enumerate(messages[1:], start=1):
+                assert msg["Subject"] == f"Re: {root['Subject']}"
+                assert msg["In-Reply-To"] == messages[i - 1]["Message-ID"]
+                assert msg["References"].split() == [m["Message-ID"] for m in messages[:i]]
+            for msg in messages:
+                local = parsedate_to_datetime(msg["Date"]).astimezone(zone)
+                assert local.weekday() < 5 and dt.time(9, 0) <= local.time() < dt.time(17, 30), (email, local)
+                assert local.date() not in country_holidays("IN")
+                assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+                assert re.match(r"<http://127\.0\.0\.1:8025/u/[\w-]+\.[\w-]+>, <mailto:", msg["List-Unsubscribe"])
+                assert msg["Message-ID"].endswith("@appneural.example>")
+                assert msg.get_body(("plain",)) is not None
+            dates = [parsedate_to_datetime(m["Date"]) for m in messages]
+            assert dates == sorted(dates)
+            assert steps is None
+            kinds = list(session.scalars(select(Event.kind).where(Event.enrollment_id == enrollment.id).order_by(Event.id)))
+            assert kinds.count("email-sent") == 4 and "task-opened" in kinds and "escalated" in kinds and "dormant" in kinds
+        sent = session.scalars(select(Message).where(Message.direction == "out")).all()
+        assert {m.status for m in sent} == {"sent"} and all(m.saved_to_sent for m in sent)
+    # every message has its copy in the sender's Sent folder
+    in_sent = {m["Message-ID"] for box in ("priya@appneural.example", "rahul@appneural.example", "meera@appneural.example", "support@appneural.example") for m in dovecot.messages(box, "Sent")}
+    assert set(ids) <= in_sent
+
+
+def test_a_reply_a_second_before_the_follow_up_stops_it(pipeline: Pipeline, smtp_server: SmtpServer, dovecot: Dovecot) -> None:
+    enroll_all(pipeline)
+    lead = "ananya.rao@acme.example"
+    # run until the intro went out, then stop just before the follow-up is due
+    pipeline.run_until(START + dt.timedelta(hours=2))
+    intro = [r.message for r in smtp_server.received if r.recipients == [lead]]
+    assert len(intro) == 1
+    with pipeline.app.sessions() as session:
+        enrollment = session.scalars(select(Enrollment).where(Enrollment.lead.has(email=lead), Enrollment.sequence_name == BD)).one()
+        due = enrollment.next_action_at
+    assert due is not None
+    pipeline.run_until(due - dt.timedelta(seconds=2))
+    reply = (
+        f"From: Ananya Rao <{lead}>\r\nTo: priya@appneural.example\r\nSubject: Re: {intro[0]['Subject']}\r\n"
+        f"Message-ID: <reply-1@acme.example>\r\nIn-Reply-To: {intro[0]['Message-ID']}\r\nReferences: {intro[0]['Message-ID']}\r\n"
+        f"Date: {pipeline.clock.now():%a, %d %b %Y %H:%M:%S +0000}\r\n\r\nThanks, let's talk on Thursday.\r\n"
+    ).encode()
+    pipeline.clock.advance(dt.timedelta(seconds=1))
+    dovecot.append("priya@appneural.example", "INBOX", reply)
+    pipeline.run_until(START + dt.timedelta(days=40))
+    assert len([r for r in smtp_server.received if r.recipients == [lead]]) == 1
+    with pipeline.app.sessions() as session:
+        enrollment = session.scalars(select(Enrollment).where(Enrollment.lead.has(email=lead), Enrollment.sequence_name == BD)).one()
+        assert enrollment.phase == "stopped" and enrollment.lead.status == "Active"
+        cancelled = session.scalars(select(Message).where(Message.enrollment_id == enrollment.id, Message.status == "cancelled")).one()
+        assert cancelled.step_key == "proposal-check"
+        assert session.scalars(select(Event).where(Event.enrollment_id == enrollment.id, Event.kind == "reply")).one().data["reply_message_id"] == "<reply-1@acme.example>"
+    # the other leads went on
+    assert len({r.recipients[0] for r in smtp_server.received}) == 12
+
+
+def test_temporary_failures_and_dropped_connections_are_retried_until_each_step_is_delivered_once(pipeline: Pipeline, smtp_server: SmtpServer) -> None:
+    smtp_server.handler.set_faults(Faults(temp_fail_share=0.25, drop_share=0.2, seed=3))
+    enroll_all(pipeline)
+    pipeline.run_until(START + dt.timedelta(days=60))
+    assert smtp_server.handler.failures, "the fault injection did nothing"
+    received = by_recipient(smtp_server)
+    assert all(len(msgs) == 4 for msgs in received.values()) and len(received) == 12
+    ids = [m["Message-ID"] for msgs in received.values() for m in msgs]
+    assert len(ids) == len(set(ids))
+    with pipeline.app.sessions() as session:
+        deferred = session.scalars(select(Event).where(Event.kind == "send-deferred")).all()
+        assert len(deferred) >= len(smtp_server.handler.failures) * 0.5
+        assert any("421" in e.key_points or "451" in e.key_points or "connection" in e.key_points for e in deferred)
+        assert {m.status for m in session.scalars(select(Message))} == {"sent"}
+
+
+def test_a_refused_recipient_is_a_hard_bounce_and_is_suppressed(pipeline: Pipeline, smtp_server: SmtpServer) -> None:
+    smtp_server.handler.set_faults(Faults(refuse={"oliver.bennett@bennetthale.example"}))
+    enroll_all(pipeline)
+    pipeline.run_until(START + dt.timedelta(days=20))
+    assert "oliver.bennett@bennetthale.example" not in by_recipient(smtp_server)
+    with pipeline.app.sessions() as session:
+        message = session.scalars(select(Message).where(Message.recipient == "oliver.bennett@bennetthale.example")).one()
+        assert message.status == "failed" and "550" in (message.error or "")
+        assert session.scalars(select(Suppression.reason).where(Suppression.email == "oliver.bennett@bennetthale.example")).one() == "bounce"
+        enrollment = session.get(Enrollment, message.enrollment_id)
+        assert enrollment is not None and enrollment.phase == "stopped" and enrollment.lead.status == "Closed"

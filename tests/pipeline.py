@@ -1,0 +1,80 @@
+"""Drive the real pipeline (scheduler tick -> broker -> worker -> SMTP, IMAP) under a fake clock."""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+from pathlib import Path
+from typing import Any
+
+import dramatiq
+import yaml
+
+from outreach.clock import FakeClock
+from outreach.config import load_settings
+from outreach.runner import next_wakeup, prepare, step
+from outreach.service import App
+from tests.servers import Dovecot, SmtpServer
+from workers import actors
+
+ROOT = Path(__file__).resolve().parents[1]
+PASSWORD_ENV = "OUTREACH_TEST_IMAP_PASSWORD"
+PASSWORD = "test-secret"
+MAILBOXES = ("priya@appneural.example", "rahul@appneural.example", "meera@appneural.example", "support@appneural.example")
+
+
+def make_workspace(path: Path, smtp: SmtpServer, dovecot: Dovecot | None, *, save_sent: bool = True, **mailbox_overrides: Any) -> Path:
+    """The shipped workspace, its mailboxes pointed at the test servers."""
+    for name in ("sequences", "templates", "examples"):
+        shutil.copytree(ROOT / name, path / name, dirs_exist_ok=True)
+    config = yaml.safe_load((ROOT / "outreach.yaml").read_text())
+    config.pop("database_url", None)
+    for box in config["mailboxes"]:
+        box["smtp"] = {"host": "127.0.0.1", "port": smtp.port, "security": "none"}
+        if dovecot is not None:
+            box["imap"] = {"host": "127.0.0.1", "port": dovecot.port, "security": "none", "username": box["address"], "password_env": PASSWORD_ENV, "save_sent": save_sent}
+        else:
+            box.pop("imap", None)
+        box["min_interval"] = 0
+        box["jitter"] = 0
+        box.update(mailbox_overrides)
+    (path / "outreach.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+class Pipeline:
+    """One App with a fake clock, a broker and worker threads; `run_until` plays time forward."""
+
+    def __init__(self, workspace: Path, database_url: str, start: dt.datetime, broker: dramatiq.Broker, threads: int = 2) -> None:
+        self.clock = FakeClock(start)
+        self.app = App(load_settings(workspace, {"OUTREACH_DATABASE_URL": database_url, "OUTREACH_SECRET_KEY": "test-signing-key"}), self.clock, migrate=True)
+        self.broker = broker
+        actors.bind(broker)
+        actors.configure(self.app)
+        self.worker = dramatiq.Worker(broker, worker_threads=threads, worker_timeout=50)
+        self.worker.start()
+        self.rounds = 0
+
+    def prepare(self) -> None:
+        prepare(self.app)
+
+    def round(self) -> None:
+        step(self.app, actors.send_message.send, now=self.clock.now())
+        self.broker.join(actors.send_message.queue_name, timeout=120_000)
+        self.worker.join()
+        self.rounds += 1
+
+    def run_until(self, end: dt.datetime, max_rounds: int = 5000) -> None:
+        for _ in range(max_rounds):
+            self.round()
+            upcoming = next_wakeup(self.app)
+            if upcoming is None or upcoming > end:
+                self.clock.set(end)
+                return
+            self.clock.set(max(upcoming, self.clock.now()))
+        raise AssertionError(f"still busy after {max_rounds} rounds")
+
+    def close(self) -> None:
+        self.worker.stop()
+        actors.configure(None)
+        self.app.close()

@@ -1,0 +1,72 @@
+"""The actors. Thin: they take ids, call into outreach, and are safe to run twice."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+import dramatiq
+
+from outreach.config import load_settings
+from outreach.delivery import deliver
+from outreach.service import App
+from workers.broker import make_broker
+
+log = logging.getLogger(__name__)
+
+SEND_TIME_LIMIT_MS = 120_000  # well inside the delivery lease, so a live worker keeps its claim
+
+_app: App | None = None
+_lock = threading.Lock()
+
+
+def configure(app: App | None) -> None:
+    """Use this application (tests, `outreach run`); by default one is made from the environment."""
+    global _app
+    _app = app
+
+
+def get_app() -> App:
+    global _app
+    with _lock:
+        if _app is None:
+            _app = App(load_settings(), migrate=False)
+        return _app
+
+
+# The actors are declared on the broker named by OUTREACH_BROKER_URL (or the workspace file).
+dramatiq.set_broker(make_broker(load_settings().broker_url))
+
+
+@dramatiq.actor(queue_name="outreach-send", max_retries=5, min_backoff=5_000, max_backoff=300_000, time_limit=SEND_TIME_LIMIT_MS, on_retry_exhausted="mark_dead")
+def send_message(message_id: int) -> None:
+    """Deliver one outbox message (idempotent: the outbox row decides)."""
+    outcome = deliver(get_app(), message_id)
+    log.debug("message %d: %s", message_id, outcome.value)
+
+
+@dramatiq.actor(queue_name="outreach-dead", max_retries=0)
+def mark_dead(message: dict[str, Any], retry_info: dict[str, Any]) -> None:
+    """A send whose actor kept crashing: the outbox row is marked failed, visible in `outreach status`."""
+    from outreach.db.models import Message
+    from outreach.db.session import transaction
+
+    args = message.get("args") or [None]
+    app = get_app()
+    with transaction(app.sessions) as session:
+        row = session.get(Message, args[0])
+        if row is not None and row.status not in ("sent", "cancelled"):
+            row.status = "failed"
+            row.error = f"the worker failed {retry_info.get('retries')} times: {message.get('options', {}).get('traceback', '')[-500:]}"
+    log.warning("message %s dead-lettered after %s worker failures", args[0], retry_info.get("retries"))
+
+
+ACTORS = (send_message, mark_dead)
+
+
+def bind(broker: dramatiq.Broker) -> None:
+    """Move the actors onto another broker (tests, the embedded runner)."""
+    for actor in ACTORS:
+        actor.broker = broker
+        broker.declare_actor(actor)
