@@ -58,6 +58,7 @@ class Faults:
     drop_share: float = 0.0  # share of DATA commands whose connection is dropped before the reply
     refuse: set[str] = field(default_factory=set)  # recipients answered 550 on RCPT
     hang_data: float = 0.0  # seconds to stall before answering DATA
+    accept_before_hang: bool = False  # with hang_data: the message counts as delivered before the stall
     on_accept: Any = None  # called with (Received) once a message is accepted, before the 250
     seed: int = 1
 
@@ -102,12 +103,23 @@ class RecordingHandler:
             server.transport.close()
             return "421 4.4.2 connection dropped"
         received = Received(envelope.mail_from, list(envelope.rcpt_tos), bytes(envelope.content))
-        if self.faults.on_accept is not None:
-            self.faults.on_accept(received)
         if self.faults.hang_data:
+            # stall before answering; a client that goes away meanwhile has not had its message accepted
             import asyncio
 
-            await asyncio.sleep(self.faults.hang_data)
+            if self.faults.on_accept is not None:
+                self.faults.on_accept(received)
+            for _ in range(int(self.faults.hang_data * 20)):
+                await asyncio.sleep(0.05)
+                if server._reader.at_eof() and not self.faults.accept_before_hang:
+                    self.failures.append("client went away during DATA")
+                    return "421 4.4.2 client went away"
+            if not self.faults.accept_before_hang:
+                with self._lock:
+                    self.received.append(received)
+            return "250 2.0.0 Ok: queued"
+        if self.faults.on_accept is not None:
+            self.faults.on_accept(received)
         with self._lock:
             self.received.append(received)
         return "250 2.0.0 Ok: queued"
