@@ -100,3 +100,42 @@ def stub_broker() -> Iterator[Any]:
     yield broker
     broker.flush_all()
     broker.close()
+
+
+def _service(name: str, connect: Any) -> None:
+    try:
+        connect()
+    except Exception as exc:
+        if CI:
+            raise
+        pytest.skip(f"{name} is not reachable: {exc}")
+
+
+@pytest.fixture
+def redis_broker() -> Iterator[Any]:
+    """The machine's Redis as a Dramatiq broker, in a namespace of its own (fails in CI when down)."""
+    import redis
+    from dramatiq.brokers.redis import RedisBroker
+
+    url = os.environ.get("OUTREACH_TEST_REDIS", "redis://127.0.0.1:6379/0")
+    _service("Redis", lambda: redis.Redis.from_url(url, socket_connect_timeout=3).ping())
+    broker = RedisBroker(url=url, namespace=f"outreach-test-{uuid.uuid4().hex[:8]}")
+    broker.emit_after("process_boot")
+    yield broker
+    broker.flush_all()
+    broker.close()
+
+
+@pytest.fixture
+def rabbitmq_broker() -> Iterator[Any]:
+    """The machine's RabbitMQ as a Dramatiq broker (fails in CI when down)."""
+    import pika
+    from dramatiq.brokers.rabbitmq import RabbitmqBroker
+
+    url = os.environ.get("OUTREACH_TEST_RABBITMQ", "amqp://guest:guest@127.0.0.1:5672/%2F")
+    _service("RabbitMQ", lambda: pika.BlockingConnection(pika.URLParameters(url)).close())
+    broker = RabbitmqBroker(url=url)
+    broker.emit_after("process_boot")
+    yield broker
+    broker.flush_all()
+    broker.close()
