@@ -22,16 +22,16 @@ import logging
 import random
 from dataclasses import dataclass
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from outreach.db.models import Enrollment, Event, Mailbox, Message, Suppression, Thread
 from outreach.db.session import transaction
 from outreach.errors import InputError, OutreachError
 from outreach.mail.compose import Party, compose, reply_subject
+from outreach.mail.templates import Rendered
 from outreach.mail.transport import PermanentFailure, RecipientRefused, TemporaryFailure
 from outreach.sequences import engine as eng
-from outreach.sequences.loader import from_definition
 from outreach.service import App, state_from_json, state_to_json
 from outreach.tracking.unsubscribe import link
 
@@ -59,7 +59,14 @@ class _Work:
     lead_email: str
     status: str
     thread_ids: tuple[str, ...]  # Message-IDs already sent in this thread, root first
-    is_follow_up: bool
+    subject: str
+    rendered: Rendered | None
+    sender: Party
+    unsubscribe: str | None = None
+
+    @property
+    def is_follow_up(self) -> bool:
+        return bool(self.thread_ids)
 
 
 def backoff(attempts: int, rng: random.Random) -> dt.timedelta:
@@ -83,56 +90,95 @@ def deliver(app: App, message_pk: int, *, now: dt.datetime | None = None) -> Out
         found = store.replies(work.thread_ids, work.lead_email)
         if found:
             return _cancel_for_reply(app, message_pk, now, found[0])
-    claim = _claim(app, message_pk, now)
-    if isinstance(claim, Outcome):
-        return claim
-    message, sender, rendered_subject, rendered, refs, unsubscribe = claim
+    if work.rendered is None:
+        return Outcome.FAILED
+    claimed = _claim(app, message_pk, now, work)
+    if claimed is not None:
+        return claimed
     msg = compose(
-        rendered,
-        sender=sender,
-        recipient=Party(message.recipient),
-        message_id=message.message_id or "",
-        date=now.astimezone(app.mailbox_zone(message.sender)),
-        subject=rendered_subject,
-        in_reply_to=refs[-1] if refs else None,
-        references=refs,
-        unsubscribe_url=unsubscribe,
-        unsubscribe_mailto=f"mailto:{message.sender}?subject=unsubscribe",
+        work.rendered,
+        sender=work.sender,
+        recipient=Party(work.recipient),
+        message_id=work.message_id,
+        date=now.astimezone(app.mailbox_zone(work.mailbox)),
+        subject=work.subject,
+        in_reply_to=work.thread_ids[-1] if work.thread_ids else None,
+        references=work.thread_ids,
+        unsubscribe_url=work.unsubscribe,
+        unsubscribe_mailto=f"mailto:{work.mailbox}?subject=unsubscribe",
     )
     try:
-        app.transport(message.sender).send(msg, message.sender, [message.recipient])
+        app.transport(work.mailbox).send(msg, work.mailbox, [work.recipient])
     except TemporaryFailure as exc:
         return _retry(app, message_pk, now, str(exc))
     except RecipientRefused as exc:
         return _bounce(app, message_pk, now, exc)
     except PermanentFailure as exc:
         return _finish(app, message_pk, now, "failed", str(exc), "send-failed")
-    outcome = _finish(app, message_pk, now, "sent", None, "email-sent", subject=rendered_subject)
-    _copy_to_sent(app, message_pk, message.sender, msg.as_bytes(), now)
+    outcome = _finish(app, message_pk, now, "sent", None, "email-sent", subject=work.subject)
+    _copy_to_sent(app, message_pk, work.mailbox, msg.as_bytes(), now)
     return outcome
 
 
 def _read(app: App, pk: int, now: dt.datetime) -> _Work | Outcome:
+    """Everything sending needs, read without locks: the thread so far, and the rendered email."""
     with app.sessions() as session:
         message = session.get(Message, pk)
         if message is None or message.status in DONE:
             return Outcome.DONE
         if message.status == "sending" and message.not_before and message.not_before > now:
             return Outcome.DEFERRED  # another worker holds the lease
+        enrollment = message.enrollment
+        thread = message.thread
         thread_ids: tuple[str, ...] = ()
-        if message.thread_id is not None:
+        if thread is not None:
             thread_ids = tuple(
                 session.scalars(
                     select(Message.message_id)
-                    .where(Message.thread_id == message.thread_id, Message.status == "sent", Message.id != message.id)
+                    .where(Message.thread_id == thread.id, Message.status == "sent", Message.id != message.id)
                     .order_by(Message.sent_at, Message.id)
                 )
             )
-        lead_email = message.enrollment.lead.email if message.enrollment else message.recipient
-        return _Work(message.message_id or "", message.sender, message.recipient, lead_email, message.status, thread_ids, bool(thread_ids))
+        mailbox = message.mailbox
+        sender = Party(message.sender, mailbox.display_name if mailbox else "")
+        lead_email = enrollment.lead.email if enrollment else message.recipient
+        if enrollment is None or mailbox is None:
+            return _Work(message.message_id or "", message.sender, message.recipient, lead_email, message.status, thread_ids, message.subject, None, sender)
+        if thread_ids and (thread is None or not thread.subject):
+            return _defer(app, pk, now + dt.timedelta(minutes=1))  # the thread's first email is not out yet
+        seq = app.definition(enrollment.sequence)
+        context = app.context(session, seq, enrollment.lead, mailbox, message.step_key.split("@")[0] if message.step_key else "")
+        try:
+            rendered = app.templates.render(message.template or "", context)
+        except InputError as exc:
+            return _fail_now(app, pk, now, f"rendering failed: {exc}")
+        if thread_ids:
+            subject = message.subject or reply_subject(thread.subject if thread else rendered.subject)
+        else:
+            subject = message.subject or rendered.subject
+        unsubscribe = link(app.settings.workspace.public_url, app.settings.secret_key, message.recipient, enrollment.id)
+        return _Work(message.message_id or "", message.sender, message.recipient, lead_email, message.status, thread_ids, subject, rendered, sender, unsubscribe)
 
 
-def _claim(app: App, pk: int, now: dt.datetime):  # type: ignore[no-untyped-def]
+def _defer(app: App, pk: int, until: dt.datetime) -> Outcome:
+    with transaction(app.sessions) as session:
+        message = session.get(Message, pk)
+        if message is not None and message.status == "planned":
+            message.not_before = until
+            message.enqueued_at = None
+    return Outcome.DEFERRED
+
+
+def _fail_now(app: App, pk: int, now: dt.datetime, reason: str) -> Outcome:
+    with transaction(app.sessions) as session:
+        message = session.get(Message, pk)
+        if message is not None and message.status not in DONE:
+            return _set_failed(session, message, now, reason)
+    return Outcome.DONE
+
+
+def _claim(app: App, pk: int, now: dt.datetime, work: _Work) -> Outcome | None:
+    """Check the limits and take the message (status `sending`, with a lease), in one short transaction."""
     with transaction(app.sessions) as session:
         postgres = session.bind is not None and session.bind.dialect.name == "postgresql"
         message = session.get(Message, pk, with_for_update=postgres)
@@ -142,64 +188,45 @@ def _claim(app: App, pk: int, now: dt.datetime):  # type: ignore[no-untyped-def]
             return Outcome.DEFERRED
         enrollment = message.enrollment
         if enrollment is None or enrollment.phase == eng.Phase.STOPPED.value:
-            reason = f"the enrollment is {enrollment.phase if enrollment else 'gone'}"
-            return _set_cancelled(session, message, now, reason)
+            return _set_cancelled(session, message, now, f"the enrollment is {enrollment.phase if enrollment else 'gone'}")
         if session.scalar(select(Suppression.id).where(Suppression.email == message.recipient)) is not None:
             return _set_cancelled(session, message, now, "the address is suppressed")
-        seq = from_definition(enrollment.sequence.definition)
-        mailbox = session.scalar(select(Mailbox).where(Mailbox.address == message.sender).with_for_update() if postgres else select(Mailbox).where(Mailbox.address == message.sender))
         cfg = app.mailbox_config(message.sender)
+        query = select(Mailbox).where(Mailbox.address == message.sender)
+        mailbox = session.scalar(query.with_for_update() if postgres else query)
         if mailbox is None or cfg is None:
             return _set_failed(session, message, now, f"mailbox {message.sender} is not configured in outreach.yaml")
-        cal = app.calendar_for(seq, enrollment.lead, mailbox)
+        cal = app.calendar_for(app.definition(enrollment.sequence), enrollment.lead, mailbox)
         rng = random.Random(f"{message.message_id}:{message.attempts}")
+        zone = app.mailbox_zone(mailbox.address)
+        today = now.astimezone(zone).date()
+        count = mailbox.day_count if mailbox.day == today else 0
         later: dt.datetime | None = None
         if not cal.is_open(now):
             later = cal.next_open(now)
-        else:
-            zone = app.mailbox_zone(mailbox.address)
-            day_start = dt.datetime.combine(now.astimezone(zone).date(), dt.time(0), tzinfo=zone)
-            sent_today = session.scalar(select(func.count(Message.id)).where(Message.mailbox_id == mailbox.id, Message.status.in_(("sent", "sending")), Message.sent_at >= day_start.astimezone(dt.timezone.utc))) or 0
-            if sent_today >= cfg.daily_cap:
-                later = cal.next_open(day_start + dt.timedelta(days=1) + dt.timedelta(seconds=rng.uniform(0, 600)))
-            elif mailbox.last_sent_at is not None:
-                gap = dt.timedelta(seconds=cfg.min_interval + rng.uniform(0, cfg.jitter))
-                if mailbox.last_sent_at + gap > now:
-                    later = mailbox.last_sent_at + gap
+        elif count >= cfg.daily_cap:
+            tomorrow = dt.datetime.combine(today + dt.timedelta(days=1), dt.time(0), tzinfo=zone)
+            later = cal.next_open(tomorrow.astimezone(dt.timezone.utc) + dt.timedelta(seconds=rng.uniform(0, 600)))
+        elif mailbox.last_sent_at is not None and cfg.min_interval + cfg.jitter > 0:
+            gap = dt.timedelta(seconds=cfg.min_interval + rng.uniform(0, cfg.jitter))
+            if mailbox.last_sent_at + gap > now:
+                later = mailbox.last_sent_at + gap
         if later is not None:
             message.not_before = later
             message.enqueued_at = None
             return Outcome.DEFERRED
-        # the thread's subject and references, from what was sent before
-        thread = session.get(Thread, message.thread_id) if message.thread_id else None
-        refs = list(session.scalars(select(Message.message_id).where(Message.thread_id == message.thread_id, Message.status == "sent", Message.id != message.id).order_by(Message.sent_at, Message.id))) if thread else []
-        context = app.context(session, seq, enrollment.lead, mailbox, message.step_key.split("@")[0] if message.step_key else "")
-        try:
-            rendered = app.templates.render(message.template or "", context)
-        except InputError as exc:
-            return _set_failed(session, message, now, f"rendering failed: {exc}")
-        if refs:
-            if thread is None or not thread.subject:
-                message.not_before = now + dt.timedelta(minutes=1)
-                message.enqueued_at = None
-                return Outcome.DEFERRED
-            subject = message.subject or reply_subject(thread.subject)
-        else:
-            subject = message.subject or rendered.subject
+        if not work.thread_ids and message.thread_id is not None:
+            thread = session.get(Thread, message.thread_id)
             if thread is not None:
-                thread.subject = subject
+                thread.subject = work.subject
                 thread.root_message_id = message.message_id
-        unsubscribe = link(app.settings.workspace.public_url, app.settings.secret_key, message.recipient, enrollment.id)
         message.status = "sending"
         message.attempts += 1
         message.not_before = now + LEASE
-        message.sent_at = now  # counts toward today's cap while it is in flight
         mailbox.last_sent_at = now
-        sender = Party(mailbox.address, mailbox.display_name)
-        session.flush()
-        session.expunge(message)
+        mailbox.day, mailbox.day_count = today, count + 1
         log.info("sending message %d (enrollment %d, step %s, attempt %d)", message.id, enrollment.id, message.step_key, message.attempts)
-        return message, sender, subject, rendered, refs, unsubscribe
+        return None
 
 
 def _set_cancelled(session: Session, message: Message, now: dt.datetime, reason: str) -> Outcome:
@@ -268,6 +295,9 @@ def _retry(app: App, pk: int, now: dt.datetime, error: str) -> Outcome:
         message.status = "planned"
         message.sent_at = None
         message.error = error
+        mailbox = message.mailbox
+        if mailbox is not None and mailbox.day_count > 0:
+            mailbox.day_count -= 1  # it did not go out: it does not count toward today's cap
         message.not_before = now + backoff(message.attempts, random.Random(f"{message.message_id}:{message.attempts}"))
         message.enqueued_at = None
         _log_event(session, message, now, "send-deferred", f"attempt {message.attempts}: {error}; next try {message.not_before:%H:%M:%S} UTC")
@@ -284,7 +314,7 @@ def _bounce(app: App, pk: int, now: dt.datetime, exc: RecipientRefused) -> Outco
         message.error = str(exc)
         enrollment = message.enrollment
         _apply(app, session, enrollment, eng.Bounced(at=now, hard=True))
-        seq = from_definition(enrollment.sequence.definition)
+        seq = app.definition(enrollment.sequence)
         if seq.on_bounce == "suppress" and session.scalar(select(Suppression.id).where(Suppression.email == exc.recipient.lower())) is None:
             session.add(Suppression(email=exc.recipient.lower(), reason="bounce", source=f"{exc.code} {exc.reply}", created_at=now))
         _log_event(session, message, now, "bounce", f"hard bounce at SMTP time: {exc.code} {exc.reply}", code=exc.code)
@@ -292,7 +322,7 @@ def _bounce(app: App, pk: int, now: dt.datetime, exc: RecipientRefused) -> Outco
 
 
 def _apply(app: App, session: Session, enrollment: Enrollment, event: eng.Event) -> None:
-    seq = from_definition(enrollment.sequence.definition)
+    seq = app.definition(enrollment.sequence)
     lead = enrollment.lead
     cal = app.calendar_for(seq, lead, lead.owner.mailbox if lead.owner else None)
     decision = eng.decide(state_from_json(enrollment.state), seq, [event], event.at, cal)

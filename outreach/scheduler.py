@@ -20,7 +20,6 @@ from outreach.db.session import transaction
 from outreach.errors import OutreachError
 from outreach.mail.compose import make_message_id
 from outreach.sequences import engine as eng
-from outreach.sequences.loader import from_definition
 from outreach.sequences.schema import Sequence
 from outreach.service import App, state_from_json, state_to_json
 
@@ -36,6 +35,15 @@ class TickResult:
     messages: list[int] = field(default_factory=list)
     tasks: int = 0
     revisits: int = 0
+
+
+@dataclass
+class _Batch:
+    """What one tick knows about its enrollments, loaded in a few queries rather than per row."""
+
+    planned: set[tuple[int, str]]  # (enrollment id, step key) that already have a message
+    threads: dict[tuple[int, int], Thread]
+    messages: list[Message] = field(default_factory=list)
 
 
 def due_query(now: dt.datetime, batch: int, postgres: bool):  # type: ignore[no-untyped-def]
@@ -54,28 +62,36 @@ def tick(app: App, *, now: dt.datetime | None = None, batch: int = 500) -> TickR
     """Do what is due now for up to `batch` enrollments."""
     now = now or app.clock.now()
     result = TickResult()
-    definitions: dict[int, Sequence] = {}
     with transaction(app.sessions) as session:
         postgres = session.bind.dialect.name == "postgresql" if session.bind else False
-        for enrollment in session.scalars(due_query(now, batch, postgres)).unique():
-            seq = definitions.get(enrollment.sequence_id)
-            if seq is None:
-                seq = definitions[enrollment.sequence_id] = from_definition(enrollment.sequence.definition)
-            _advance(app, session, enrollment, seq, now, result)
-            result.enrollments += 1
+        enrollments = list(session.scalars(due_query(now, batch, postgres)).unique())
+        if not enrollments:
+            return result
+        ids = [e.id for e in enrollments]
+        work = _Batch(
+            planned={(eid, key) for eid, key in session.execute(select(Message.enrollment_id, Message.step_key).where(Message.enrollment_id.in_(ids)))},
+            threads={(t.enrollment_id, t.number): t for t in session.scalars(select(Thread).where(Thread.enrollment_id.in_(ids)))},
+        )
+        with session.no_autoflush:
+            for enrollment in enrollments:
+                seq = app.definition(enrollment.sequence)
+                _advance(app, session, enrollment, seq, now, result, work)
+                result.enrollments += 1
+        session.flush()
+        result.messages.extend(m.id for m in work.messages if m.status == "planned")
     if result.enrollments:
         log.info("tick: %d enrollment(s), %d message(s) planned, %d task(s)", result.enrollments, len(result.messages), result.tasks)
     return result
 
 
-def _advance(app: App, session: Session, enrollment: Enrollment, seq: Sequence, now: dt.datetime, result: TickResult) -> None:
+def _advance(app: App, session: Session, enrollment: Enrollment, seq: Sequence, now: dt.datetime, result: TickResult, work: _Batch) -> None:
     lead = enrollment.lead
     mailbox = app.mailbox_for(session, seq, lead, enrollment.seed)
     cal = app.calendar_for(seq, lead, mailbox)
     state = state_from_json(enrollment.state)
     decision = eng.decide(state, seq, (), now, cal)
     for action in decision.actions:
-        _carry_out(app, session, enrollment, seq, mailbox, action, result)
+        _carry_out(app, session, enrollment, seq, mailbox, action, result, work)
     enrollment.state = state_to_json(decision.state)
     enrollment.phase = decision.state.phase.value
     enrollment.next_action_at = decision.next_action_at
@@ -101,23 +117,23 @@ def _event(session: Session, enrollment: Enrollment, at: dt.datetime, kind: str,
     )
 
 
-def _carry_out(app: App, session: Session, enrollment: Enrollment, seq: Sequence, mailbox: Mailbox | None, action: eng.Action, result: TickResult) -> None:
+def _carry_out(app: App, session: Session, enrollment: Enrollment, seq: Sequence, mailbox: Mailbox | None, action: eng.Action, result: TickResult, work: _Batch) -> None:
     at = action.at
     if isinstance(action, eng.SendEmail):
-        existing = session.scalar(select(Message.id).where(Message.enrollment_id == enrollment.id, Message.step_key == action.step_key))
-        if existing is not None:
+        if (enrollment.id, action.step_key) in work.planned:
             return  # planned before: one message per (enrollment, step), ever
-        thread = session.scalar(select(Thread).where(Thread.enrollment_id == enrollment.id, Thread.number == action.thread))
+        work.planned.add((enrollment.id, action.step_key))
         message_id = make_message_id(mailbox.address.rpartition("@")[2] if mailbox else "localhost")
+        thread = work.threads.get((enrollment.id, action.thread))
         if thread is None:
             thread = Thread(enrollment_id=enrollment.id, number=action.thread, subject="", root_message_id=message_id)
             session.add(thread)
-            session.flush()
+            work.threads[(enrollment.id, action.thread)] = thread
         message = Message(
             direction="out",
             enrollment_id=enrollment.id,
             lead_id=enrollment.lead_id,
-            thread_id=thread.id,
+            thread=thread,
             mailbox_id=mailbox.id if mailbox else None,
             step_key=action.step_key,
             template=action.template,
@@ -133,10 +149,8 @@ def _carry_out(app: App, session: Session, enrollment: Enrollment, seq: Sequence
             created_at=at,
         )
         session.add(message)
-        session.flush()
-        if mailbox:
-            result.messages.append(message.id)
-        else:
+        work.messages.append(message)
+        if not mailbox:
             _event(session, enrollment, at, "send-failed", f"{action.step_key}: {message.error}", channel="email")
     elif isinstance(action, eng.CreateTask):
         context = app.context(session, seq, enrollment.lead, mailbox, action.step_id)

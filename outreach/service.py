@@ -106,6 +106,7 @@ class App:
         self._sequences: dict[str, LoadedSequence] | None = None
         self._local = threading.local()
         self._connections: list[Any] = []
+        self._definitions: dict[int, Sequence] = {}
         self._connections_lock = threading.Lock()
         self.transport_factory: Callable[[MailboxConfig], Transport] = _smtp_transport
         self.store_factory: Callable[[MailboxConfig], MailStore] = _imap_store
@@ -361,6 +362,13 @@ class App:
 
     # -- mail connections -------------------------------------------------------------------------
 
+    def definition(self, version: SequenceVersion) -> Sequence:
+        """The parsed definition of a stored version (versions never change, so it is cached)."""
+        cached = self._definitions.get(version.id)
+        if cached is None:
+            cached = self._definitions[version.id] = from_definition(version.definition)
+        return cached
+
     def mailbox_zone(self, address: str) -> ZoneInfo:
         cfg = self.mailbox_config(address)
         return zone(cfg.timezone if cfg else self.settings.workspace.timezone)
@@ -426,7 +434,7 @@ class App:
             self.sync_sequences(session)
             changed = []
             for enrollment in self._enrollments(session, email, sequence):
-                seq = from_definition(enrollment.sequence.definition)
+                seq = self.definition(enrollment.sequence)
                 state = state_from_json(enrollment.state)
                 new_state, actions = eng.apply_event(state, seq, make_event(now), self.calendar_for(seq, enrollment.lead, self._owner_box(enrollment.lead)))
                 if new_state == state:
@@ -445,7 +453,7 @@ class App:
     # -- what will happen ---------------------------------------------------------------------------
 
     def timeline(self, session: Session, enrollment: Enrollment, limit: int = 24) -> list[PlannedItem]:
-        seq = from_definition(enrollment.sequence.definition)
+        seq = self.definition(enrollment.sequence)
         lead = enrollment.lead
         mailbox = self.mailbox_for(session, seq, lead, enrollment.seed)
         cal = self.calendar_for(seq, lead, mailbox)

@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    Date,
     BigInteger,
     DateTime,
     ForeignKey,
@@ -50,7 +51,7 @@ class UTCDateTime(TypeDecorator[dt.datetime]):
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
-    type_annotation_map = {dt.datetime: UTCDateTime, dict[str, Any]: JSON}
+    type_annotation_map = {dt.datetime: UTCDateTime, dt.date: Date, dict[str, Any]: JSON}
 
 
 class Mailbox(Base):
@@ -61,6 +62,8 @@ class Mailbox(Base):
     timezone: Mapped[str] = mapped_column(String(64), default="UTC")
     daily_cap: Mapped[int] = mapped_column(Integer, default=200)
     last_sent_at: Mapped[dt.datetime | None]  # for the spacing between messages
+    day: Mapped[dt.date | None]  # the mailbox's local day that day_count counts
+    day_count: Mapped[int] = mapped_column(Integer, default=0)  # messages claimed that day, for the cap
 
 
 class Person(Base):

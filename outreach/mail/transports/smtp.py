@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from email.message import EmailMessage
 
 import aiosmtplib
@@ -17,6 +18,8 @@ from outreach.mail.transport import Accepted, PermanentFailure, RecipientRefused
 
 log = logging.getLogger(__name__)
 
+IDLE_CHECK = 30.0  # seconds; a connection idle longer than this is checked with NOOP before use
+
 
 class SmtpTransport:
     def __init__(self, config: ServerConfig, *, timeout: float = 30.0) -> None:
@@ -24,6 +27,7 @@ class SmtpTransport:
         self.timeout = timeout
         self._loop = asyncio.new_event_loop()
         self._client: aiosmtplib.SMTP | None = None
+        self._last_used = 0.0
 
     def _create_client(self) -> aiosmtplib.SMTP:
         """The one place a connection object is made; tests may override it."""
@@ -39,11 +43,13 @@ class SmtpTransport:
     async def _connected(self) -> aiosmtplib.SMTP:
         client = self._client
         if client is not None and client.is_connected:
-            try:
+            if time.monotonic() - self._last_used < IDLE_CHECK:
+                return client
+            try:  # idle for a while: servers drop idle connections, so ask before using it
                 await client.noop()
                 return client
             except aiosmtplib.SMTPException:
-                self._client = None
+                self._drop()
         client = self._create_client()
         await client.connect()
         password = self.config.password()
@@ -56,6 +62,7 @@ class SmtpTransport:
         client = await self._connected()
         # our own serialisation (aiosmtplib's would fold headers again at 78 characters)
         errors, reply = await client.sendmail(sender, recipients, message.as_bytes())
+        self._last_used = time.monotonic()
         if errors:  # some recipients refused, others accepted: we send to one, so this is rare
             address, response = next(iter(errors.items()))
             raise RecipientRefused(f"{address} refused: {response.code} {response.message}", recipient=address, code=response.code, reply=response.message)

@@ -19,6 +19,8 @@ depends_on = None
 def upgrade() -> None:
     with op.batch_alter_table('mailbox', schema=None) as batch_op:
         batch_op.add_column(sa.Column('last_sent_at', sa.DateTime(timezone=True), nullable=True))
+        batch_op.add_column(sa.Column('day', sa.Date(), nullable=True))
+        batch_op.add_column(sa.Column('day_count', sa.Integer(), nullable=False, server_default='0'))
 
     with op.batch_alter_table('message', schema=None) as batch_op:
         batch_op.add_column(sa.Column('not_before', sa.DateTime(timezone=True), nullable=True))
@@ -40,5 +42,7 @@ def downgrade() -> None:
         batch_op.drop_column('not_before')
 
     with op.batch_alter_table('mailbox', schema=None) as batch_op:
+        batch_op.drop_column('day_count')
+        batch_op.drop_column('day')
         batch_op.drop_column('last_sent_at')
 

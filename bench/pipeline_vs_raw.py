@@ -1,0 +1,145 @@
+"""Pipeline against a raw loop: N due first steps through tick -> Redis -> worker -> SMTP, against a
+plain aiosmtplib loop sending the same N rendered messages over one connection to the same server.
+
+Both runs talk to one aiosmtpd server in a separate process. Prints both rates and their ratio.
+Target: the pipeline reaches at least half the raw rate.
+Run: .venv/bin/python bench/pipeline_vs_raw.py [--n 10000] [--threads 8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import aiosmtplib  # noqa: E402
+import dramatiq  # noqa: E402
+import psycopg  # noqa: E402
+from dramatiq.brokers.redis import RedisBroker  # noqa: E402
+
+from bench.common import START, postgres_database, seed, workspace  # noqa: E402
+from outreach.clock import FakeClock  # noqa: E402
+from outreach.config import load_settings  # noqa: E402
+from outreach.db.session import make_engine, upgrade  # noqa: E402
+from outreach.mail.compose import Party, compose, make_message_id  # noqa: E402
+from outreach.runner import prepare, step  # noqa: E402
+from outreach.service import App, state_to_json  # noqa: E402
+from outreach.sequences import engine as eng  # noqa: E402
+from workers import actors  # noqa: E402
+
+SERVER = """
+import sys, time, asyncio
+from aiosmtpd.controller import Controller
+class Count:
+    n = 0
+    async def handle_DATA(self, server, session, envelope):
+        Count.n += 1
+        return "250 OK"
+c = Controller(Count(), hostname="127.0.0.1", port=int(sys.argv[1]))
+c.start()
+print("ready", flush=True)
+sys.stdin.read()
+c.stop()
+"""
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def raw(port: int, n: int) -> float:
+    """Render n messages first (not timed), then send them over one connection (timed)."""
+    context = {"lead": {"email": "x@load.example", "first_name": "Lead", "company": "Company"}, "owner": {"name": "Priya Sharma"}, "mailbox": {}, "sequence": {"name": "bench"}, "step": {"id": "intro"}}
+    from bench.common import ROOT
+    from outreach.mail.templates import TemplateSet
+
+    rendered = TemplateSet(ROOT / "templates").render("initial_outreach", context)
+    messages = [
+        compose(rendered, sender=Party("priya@appneural.example", "Priya Sharma"), recipient=Party(f"lead{i}@load.example"), message_id=make_message_id("appneural.example"), date=START, subject=rendered.subject)
+        for i in range(n)
+    ]
+
+    async def run() -> float:
+        client = aiosmtplib.SMTP(hostname="127.0.0.1", port=port, start_tls=False, use_tls=False)
+        await client.connect()
+        start = time.perf_counter()
+        for i, msg in enumerate(messages):
+            await client.sendmail("priya@appneural.example", [f"lead{i}@load.example"], msg.as_bytes())
+        elapsed = time.perf_counter() - start
+        await client.quit()
+        return elapsed
+
+    return asyncio.run(run())
+
+
+def pipeline(port: int, n: int, threads: int, redis_url: str) -> float:
+    with postgres_database() as url, workspace(port) as ws:
+        engine = make_engine(url)
+        upgrade(engine)
+        engine.dispose()
+        app = App(load_settings(ws, {"OUTREACH_DATABASE_URL": url, "OUTREACH_SECRET_KEY": "bench"}), FakeClock(START + dt.timedelta(minutes=1)), migrate=False)
+        prepare(app)
+        with psycopg.connect(url, autocommit=True) as conn:
+            sequence_id = conn.execute("SELECT id FROM sequence WHERE name = 'bench-intro'").fetchone()[0]  # type: ignore[index]
+            owner_id = conn.execute("SELECT id FROM person WHERE email = 'priya@appneural.example'").fetchone()[0]  # type: ignore[index]
+        seed(url, n, n, sequence_id, owner_id, state_to_json(eng.State.start(START, 1)), START)
+        broker = RedisBroker(url=redis_url, namespace=f"outreach-bench-{uuid.uuid4().hex[:8]}")
+        broker.emit_after("process_boot")
+        actors.bind(broker)
+        actors.configure(app)
+        worker = dramatiq.Worker(broker, worker_threads=threads, worker_timeout=100)
+        worker.start()
+        try:
+            start = time.perf_counter()
+            step(app, actors.send_message.send)
+            with psycopg.connect(url, autocommit=True) as conn:
+                while True:
+                    sent = conn.execute("SELECT count(*) FROM message WHERE status = 'sent'").fetchone()[0]  # type: ignore[index]
+                    if sent >= n:
+                        break
+                    time.sleep(0.05)
+            elapsed = time.perf_counter() - start
+        finally:
+            worker.stop()
+            broker.flush_all()
+            broker.close()
+            actors.configure(None)
+            app.close()
+        return elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--n", type=int, default=10_000)
+    parser.add_argument("--threads", type=int, default=8)
+    parser.add_argument("--redis", default="redis://127.0.0.1:6379/0")
+    args = parser.parse_args()
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-c", SERVER, str(port)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert server.stdout is not None and server.stdout.readline().strip() == "ready"
+        piped = pipeline(port, args.n, args.threads, args.redis)
+        raw_seconds = raw(port, args.n)
+    finally:
+        if server.stdin:
+            server.stdin.close()
+        server.wait(10)
+    pipe_rate, raw_rate = args.n / piped, args.n / raw_seconds
+    print(f"pipeline (tick -> Redis -> {args.threads} worker threads -> SMTP): {args.n} messages in {piped:6.2f} s = {pipe_rate:7.0f} msg/s")
+    print(f"raw aiosmtplib loop over one connection:        {args.n} messages in {raw_seconds:6.2f} s = {raw_rate:7.0f} msg/s")
+    print(f"ratio pipeline/raw: {pipe_rate / raw_rate:.2f} (target >= 0.5)")
+
+
+if __name__ == "__main__":
+    main()
