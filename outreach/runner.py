@@ -43,9 +43,11 @@ def step(app: App, enqueue: Callable[[int], object], *, now: dt.datetime | None 
             break
         result.enrollments += more.enrollments
         result.messages.extend(more.messages)
-    ids = relay(app, now=now)
-    for message_id in ids:
-        enqueue(message_id)
+    ids: list[int] = []
+    while batch := relay(app, now=now):  # everything due, a batch at a time
+        for message_id in batch:
+            enqueue(message_id)
+        ids.extend(batch)
     return StepResult(tick=result, enqueued=ids)
 
 

@@ -1,0 +1,88 @@
+from __future__ import annotations
+
+import datetime as dt
+import random
+from email import message_from_bytes, policy
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from outreach.delivery import backoff
+from outreach.errors import InputError
+from outreach.mail.compose import Party, base_subject, compose, make_message_id, reply_subject
+from outreach.mail.templates import Rendered
+from outreach.tracking.unsubscribe import link, sign, verify
+
+WHEN = dt.datetime(2026, 11, 24, 9, 30, tzinfo=dt.timezone(dt.timedelta(hours=5, minutes=30)))
+
+
+def _message(**overrides: object) -> bytes:
+    args: dict[str, object] = {
+        "sender": Party("priya@appneural.example", "Priya Sharma"),
+        "recipient": Party("jane@example.com", "Jane Doe"),
+        "message_id": "<b@appneural.example>",
+        "date": WHEN,
+        "subject": "Re: Your proposal",
+        "in_reply_to": "<a@appneural.example>",
+        "references": ["<root@appneural.example>", "<a@appneural.example>"],
+        "unsubscribe_url": "https://outreach.example/u/token",
+        "unsubscribe_mailto": "mailto:priya@appneural.example?subject=unsubscribe",
+    }
+    args.update(overrides)
+    return compose(Rendered("s", "Hello Jane\n", "<p>Hello Jane</p>\n"), **args).as_bytes()  # type: ignore[arg-type]
+
+
+def test_a_follow_up_carries_the_thread_and_one_click_unsubscribe() -> None:
+    msg = message_from_bytes(_message(), policy=policy.default)
+    assert msg["In-Reply-To"] == "<a@appneural.example>"
+    assert msg["References"] == "<root@appneural.example> <a@appneural.example>"
+    assert msg["List-Unsubscribe"] == "<https://outreach.example/u/token>, <mailto:priya@appneural.example?subject=unsubscribe>"
+    assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert msg["Date"] == "Tue, 24 Nov 2026 09:30:00 +0530"
+    assert msg.get_content_type() == "multipart/alternative"
+    assert [p.get_content_type() for p in msg.iter_parts()] == ["text/plain", "text/html"]
+    assert str(msg["From"]) == "Priya Sharma <priya@appneural.example>"
+
+
+@pytest.mark.parametrize("name", ["Jane\r\nBcc: evil@example.net", "Jane\nX: y", "Jane\x00"])
+def test_names_cannot_inject_headers(name: str) -> None:
+    with pytest.raises(InputError, match="control characters"):
+        _message(recipient=Party("jane@example.com", name))
+
+
+def test_a_display_name_with_specials_is_quoted() -> None:
+    msg = message_from_bytes(_message(recipient=Party("jane@example.com", 'Doe, Jane "JD"')), policy=policy.default)
+    assert msg["To"].addresses[0].display_name == 'Doe, Jane "JD"'
+    assert msg["To"].addresses[0].addr_spec == "jane@example.com"
+
+
+@pytest.mark.parametrize(("subject", "expected"), [("Hello", "Re: Hello"), ("Re: Hello", "Re: Hello"), ("RE: re: Fwd: Hello", "Re: Hello"), ("AW: Hallo", "Re: Hallo")])
+def test_reply_subjects(subject: str, expected: str) -> None:
+    assert reply_subject(subject) == expected
+    assert base_subject(expected) == base_subject(subject)
+
+
+def test_message_ids_are_unique_and_on_the_mailbox_domain() -> None:
+    ids = {make_message_id("AppNeural.example") for _ in range(1000)}
+    assert len(ids) == 1000 and all(i.endswith("@appneural.example>") and i.startswith("<") for i in ids)
+
+
+@given(st.emails(), st.integers(1, 2**40))
+def test_unsubscribe_tokens_round_trip_and_resist_tampering(email: str, enrollment: int) -> None:
+    token = sign("secret", email, enrollment)
+    assert verify("secret", token) == (email, enrollment)
+    with pytest.raises(InputError):
+        verify("other-secret", token)
+    payload, _, mac = token.partition(".")
+    with pytest.raises(InputError):
+        verify("secret", f"{payload}x.{mac}")
+    assert link("https://o.example/", "secret", email, enrollment) == f"https://o.example/u/{token}"
+
+
+@given(st.integers(1, 50), st.randoms(use_true_random=False))
+def test_backoff_grows_and_is_bounded(attempts: int, rng: random.Random) -> None:
+    delay = backoff(attempts, rng)
+    assert dt.timedelta(seconds=30) <= delay <= dt.timedelta(hours=1.2)
+    if attempts < 7:
+        assert delay < backoff(attempts + 1, random.Random(0)) * 1.3
