@@ -12,9 +12,13 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import psycopg
 import yaml
+
+if TYPE_CHECKING:
+    from outreach.service import App
 
 ROOT = Path(__file__).resolve().parents[1]
 PG_URL = os.environ.get("OUTREACH_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -92,3 +96,29 @@ def timed(fn: Callable[[], object], repeat: int = 3) -> float:
         fn()
         times.append(time.perf_counter() - start)
     return statistics.median(times)
+
+
+@contextmanager
+def seeded_app(smtp_port: int, total: int, due: int, now: dt.datetime) -> Iterator[tuple["App", str]]:
+    """A fresh PostgreSQL database with `total` enrollments in the one-step sequence, `due` of them due."""
+    from outreach.clock import FakeClock
+    from outreach.config import load_settings
+    from outreach.db.session import make_engine, upgrade
+    from outreach.runner import prepare
+    from outreach.sequences import engine as eng
+    from outreach.service import App, state_to_json
+
+    with postgres_database() as url, workspace(smtp_port) as ws:
+        engine = make_engine(url)
+        upgrade(engine)
+        engine.dispose()
+        app = App(load_settings(ws, {"OUTREACH_DATABASE_URL": url, "OUTREACH_SECRET_KEY": "bench"}), FakeClock(now), migrate=False)
+        try:
+            prepare(app)
+            with psycopg.connect(url, autocommit=True) as conn:
+                sequence_id = conn.execute("SELECT id FROM sequence WHERE name = 'bench-intro'").fetchone()[0]  # type: ignore[index]
+                owner_id = conn.execute("SELECT id FROM person WHERE email = 'priya@appneural.example'").fetchone()[0]  # type: ignore[index]
+            seed(url, total, due, sequence_id, owner_id, state_to_json(eng.State.start(START - dt.timedelta(hours=1), 1)), START)
+            yield app, url
+        finally:
+            app.close()

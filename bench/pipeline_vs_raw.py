@@ -24,14 +24,9 @@ import dramatiq  # noqa: E402
 import psycopg  # noqa: E402
 from dramatiq.brokers.redis import RedisBroker  # noqa: E402
 
-from bench.common import START, postgres_database, seed, workspace  # noqa: E402
-from outreach.clock import FakeClock  # noqa: E402
-from outreach.config import load_settings  # noqa: E402
-from outreach.db.session import make_engine, upgrade  # noqa: E402
+from bench.common import START, seeded_app  # noqa: E402
 from outreach.mail.compose import Party, compose, make_message_id  # noqa: E402
-from outreach.runner import prepare, step  # noqa: E402
-from outreach.service import App, state_to_json  # noqa: E402
-from outreach.sequences import engine as eng  # noqa: E402
+from outreach.runner import step  # noqa: E402
 from workers import actors  # noqa: E402
 
 SERVER = """
@@ -84,16 +79,7 @@ def raw(port: int, n: int) -> float:
 
 
 def pipeline(port: int, n: int, threads: int, redis_url: str) -> float:
-    with postgres_database() as url, workspace(port) as ws:
-        engine = make_engine(url)
-        upgrade(engine)
-        engine.dispose()
-        app = App(load_settings(ws, {"OUTREACH_DATABASE_URL": url, "OUTREACH_SECRET_KEY": "bench"}), FakeClock(START + dt.timedelta(minutes=1)), migrate=False)
-        prepare(app)
-        with psycopg.connect(url, autocommit=True) as conn:
-            sequence_id = conn.execute("SELECT id FROM sequence WHERE name = 'bench-intro'").fetchone()[0]  # type: ignore[index]
-            owner_id = conn.execute("SELECT id FROM person WHERE email = 'priya@appneural.example'").fetchone()[0]  # type: ignore[index]
-        seed(url, n, n, sequence_id, owner_id, state_to_json(eng.State.start(START, 1)), START)
+    with seeded_app(port, n, n, START + dt.timedelta(minutes=1)) as (app, url):
         broker = RedisBroker(url=redis_url, namespace=f"outreach-bench-{uuid.uuid4().hex[:8]}")
         broker.emit_after("process_boot")
         actors.bind(broker)
@@ -102,21 +88,19 @@ def pipeline(port: int, n: int, threads: int, redis_url: str) -> float:
         worker.start()
         try:
             start = time.perf_counter()
-            step(app, actors.send_message.send)
             with psycopg.connect(url, autocommit=True) as conn:
                 while True:
+                    step(app, actors.send_message.send)  # what the scheduler loop does every few seconds
                     sent = conn.execute("SELECT count(*) FROM message WHERE status = 'sent'").fetchone()[0]  # type: ignore[index]
                     if sent >= n:
                         break
                     time.sleep(0.05)
-            elapsed = time.perf_counter() - start
+            return time.perf_counter() - start
         finally:
             worker.stop()
             broker.flush_all()
             broker.close()
             actors.configure(None)
-            app.close()
-        return elapsed
 
 
 def main() -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import sys
 from pathlib import Path
 
@@ -15,35 +16,22 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import psycopg  # noqa: E402
 
-from bench.common import START, postgres_database, seed, timed, workspace  # noqa: E402
-from outreach.clock import FakeClock  # noqa: E402
-from outreach.config import load_settings  # noqa: E402
-from outreach.db.session import make_engine, upgrade  # noqa: E402
-from outreach.runner import prepare  # noqa: E402
+from bench.common import START, seeded_app, timed  # noqa: E402
 from outreach.scheduler import tick  # noqa: E402
-from outreach.service import App, state_to_json  # noqa: E402
 from outreach.sequences import engine as eng  # noqa: E402
+from outreach.service import state_to_json  # noqa: E402
 
 
 def measure(total: int, due: int) -> float:
-    with postgres_database() as url, workspace(2525) as ws:
-        engine = make_engine(url)
-        upgrade(engine)
-        engine.dispose()
-        app = App(load_settings(ws, {"OUTREACH_DATABASE_URL": url, "OUTREACH_SECRET_KEY": "bench"}), FakeClock(START), migrate=False)
-        prepare(app)
-        with psycopg.connect(url, autocommit=True) as conn:
-            sequence_id = conn.execute("SELECT id FROM sequence WHERE name = 'bench-intro'").fetchone()[0]  # type: ignore[index]
-            owner_id = conn.execute("SELECT id FROM person WHERE email = 'priya@appneural.example'").fetchone()[0]  # type: ignore[index]
-        state = state_to_json(eng.State.start(START - dt.timedelta(hours=1), 1))
-        seed(url, total, due, sequence_id, owner_id, state, START)
+    state = json.dumps(state_to_json(eng.State.start(START - dt.timedelta(hours=1), 1)))
+    with seeded_app(2525, total, due, START) as (app, url):
 
         def reset() -> None:
             with psycopg.connect(url, autocommit=True) as conn:
                 conn.execute("DELETE FROM event")
                 conn.execute("DELETE FROM message")
                 conn.execute("DELETE FROM thread")
-                conn.execute("UPDATE enrollment SET phase = 'active', state = %s::json, next_action_at = %s WHERE id IN (SELECT enrollment_id FROM (SELECT id AS enrollment_id FROM enrollment ORDER BY id LIMIT %s) s)", (__import__("json").dumps(state), START, due))
+                conn.execute("UPDATE enrollment SET phase = 'active', state = %s::json, next_action_at = %s WHERE id IN (SELECT id FROM enrollment ORDER BY id LIMIT %s)", (state, START, due))
 
         def one_tick() -> None:
             result = tick(app, now=START + dt.timedelta(minutes=1), batch=due)
@@ -51,9 +39,7 @@ def measure(total: int, due: int) -> float:
             reset()
 
         reset()
-        seconds = timed(one_tick, repeat=3)
-        app.close()
-        return seconds
+        return timed(one_tick, repeat=3)
 
 
 def main() -> None:

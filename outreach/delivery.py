@@ -25,14 +25,14 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from outreach.db.models import Enrollment, Event, Mailbox, Message, Suppression, Thread
+from outreach.db.models import Enrollment, Mailbox, Message, Suppression, Thread
 from outreach.db.session import transaction
 from outreach.errors import InputError, OutreachError
 from outreach.mail.compose import Party, compose, reply_subject
 from outreach.mail.templates import Rendered
 from outreach.mail.transport import PermanentFailure, RecipientRefused, TemporaryFailure
 from outreach.sequences import engine as eng
-from outreach.service import App, state_from_json, state_to_json
+from outreach.service import App, record, save_state, state_from_json
 from outreach.tracking.unsubscribe import link
 
 log = logging.getLogger(__name__)
@@ -245,20 +245,7 @@ def _set_failed(session: Session, message: Message, now: dt.datetime, reason: st
 
 
 def _log_event(session: Session, message: Message, now: dt.datetime, kind: str, key_points: str, **data: object) -> None:
-    enrollment = message.enrollment
-    session.add(
-        Event(
-            lead_id=message.lead_id,
-            enrollment_id=message.enrollment_id,
-            at=now,
-            kind=kind,
-            channel="email",
-            key_points=key_points,
-            status=enrollment.lead.status if enrollment else "",
-            next_follow_up_at=enrollment.next_action_at if enrollment else None,
-            data={"message": message.id, "step": message.step_key, **data},
-        )
-    )
+    record(session, message.enrollment, now, kind, key_points, channel="email", lead_id=message.lead_id, message=message.id, step=message.step_key, **data)
 
 
 def _finish(app: App, pk: int, now: dt.datetime, status: str, error: str | None, kind: str, *, subject: str | None = None, recovered: bool = False) -> Outcome:
@@ -326,13 +313,7 @@ def _apply(app: App, session: Session, enrollment: Enrollment, event: eng.Event)
     lead = enrollment.lead
     cal = app.calendar_for(seq, lead, lead.owner.mailbox if lead.owner else None)
     decision = eng.decide(state_from_json(enrollment.state), seq, [event], event.at, cal)
-    enrollment.state = state_to_json(decision.state)
-    enrollment.phase = decision.state.phase.value
-    enrollment.next_action_at = decision.next_action_at
-    enrollment.updated_at = event.at
-    if decision.state.phase in eng.TERMINAL and enrollment.ended_at is None:
-        enrollment.ended_at = event.at
-    lead.status = decision.state.crm_status.value
+    save_state(enrollment, decision.state, decision.next_action_at, event.at)
 
 
 def _cancel_for_reply(app: App, pk: int, now: dt.datetime, found: object) -> Outcome:

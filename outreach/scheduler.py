@@ -15,13 +15,12 @@ from dataclasses import dataclass, field
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
-from outreach.db.models import Enrollment, Event, Lead, Mailbox, Message, SequenceVersion, Task, Thread
+from outreach.db.models import Enrollment, Mailbox, Message, Task, Thread
 from outreach.db.session import transaction
-from outreach.errors import OutreachError
 from outreach.mail.compose import make_message_id
 from outreach.sequences import engine as eng
 from outreach.sequences.schema import Sequence
-from outreach.service import App, state_from_json, state_to_json
+from outreach.service import App, record, save_state, state_from_json
 
 log = logging.getLogger(__name__)
 
@@ -92,29 +91,11 @@ def _advance(app: App, session: Session, enrollment: Enrollment, seq: Sequence, 
     decision = eng.decide(state, seq, (), now, cal)
     for action in decision.actions:
         _carry_out(app, session, enrollment, seq, mailbox, action, result, work)
-    enrollment.state = state_to_json(decision.state)
-    enrollment.phase = decision.state.phase.value
-    enrollment.next_action_at = decision.next_action_at
-    enrollment.updated_at = now
-    if decision.state.phase in eng.TERMINAL and enrollment.ended_at is None:
-        enrollment.ended_at = now
-    lead.status = decision.state.crm_status.value
+    save_state(enrollment, decision.state, decision.next_action_at, now)
 
 
 def _event(session: Session, enrollment: Enrollment, at: dt.datetime, kind: str, key_points: str, channel: str = "system", **data: object) -> None:
-    session.add(
-        Event(
-            lead_id=enrollment.lead_id,
-            enrollment_id=enrollment.id,
-            at=at,
-            kind=kind,
-            channel=channel,
-            key_points=key_points,
-            status=enrollment.lead.status,
-            next_follow_up_at=enrollment.next_action_at,
-            data=dict(data),
-        )
-    )
+    record(session, enrollment, at, kind, key_points, channel=channel, **data)
 
 
 def _carry_out(app: App, session: Session, enrollment: Enrollment, seq: Sequence, mailbox: Mailbox | None, action: eng.Action, result: TickResult, work: _Batch) -> None:
@@ -204,5 +185,3 @@ def relay(app: App, *, now: dt.datetime | None = None, batch: int = 1000) -> lis
 def dead_letters(session: Session) -> list[Message]:
     return list(session.scalars(select(Message).where(Message.direction == "out", Message.status == "failed").order_by(Message.id)))
 
-
-__all__ = ["tick", "relay", "dead_letters", "TickResult", "OutreachError", "Lead", "SequenceVersion"]

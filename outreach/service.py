@@ -258,13 +258,7 @@ class App:
 
     def _store_state(self, enrollment: Enrollment, state: eng.State, seq: Sequence) -> None:
         cal = self.calendar_for(seq, enrollment.lead, None if enrollment.lead.owner is None else enrollment.lead.owner.mailbox)
-        enrollment.state = state_to_json(state)
-        enrollment.phase = state.phase.value
-        enrollment.next_action_at = eng.next_action_at(state, seq, cal)
-        enrollment.updated_at = self.clock.now()
-        if state.phase in eng.TERMINAL and enrollment.ended_at is None:
-            enrollment.ended_at = self.clock.now()
-        enrollment.lead.status = state.crm_status.value
+        save_state(enrollment, state, eng.next_action_at(state, seq, cal), self.clock.now())
 
     def context(self, session: Session, seq: Sequence, lead: Lead, mailbox: Mailbox | None, step_id: str) -> dict[str, Any]:
         return {
@@ -537,6 +531,34 @@ class App:
                     sender = f"{mailbox.display_name} <{mailbox.address}>" if mailbox else "(no mailbox)"
                     return Preview(sender=sender, recipient=lead.email, subject=subject, thread=action.thread, planned_at=action.at, local=cal.local(action.at), rendered=rendered)
         raise NotFound(f"step {step_id!r} is not reached in {sequence} for {email}")
+
+
+def save_state(enrollment: Enrollment, state: eng.State, next_action_at: dt.datetime | None, at: dt.datetime) -> None:
+    """Store the engine's state on its row, and the CRM status on the lead."""
+    enrollment.state = state_to_json(state)
+    enrollment.phase = state.phase.value
+    enrollment.next_action_at = next_action_at
+    enrollment.updated_at = at
+    if state.phase in eng.TERMINAL and enrollment.ended_at is None:
+        enrollment.ended_at = at
+    enrollment.lead.status = state.crm_status.value
+
+
+def record(session: Session, enrollment: Enrollment | None, at: dt.datetime, kind: str, key_points: str, *, channel: str = "system", lead_id: int | None = None, **data: object) -> None:
+    """One line of the lead's CRM record."""
+    session.add(
+        Event(
+            lead_id=lead_id if lead_id is not None else (enrollment.lead_id if enrollment else None),
+            enrollment_id=enrollment.id if enrollment else None,
+            at=at,
+            kind=kind,
+            channel=channel,
+            key_points=key_points,
+            status=enrollment.lead.status if enrollment else "",
+            next_follow_up_at=enrollment.next_action_at if enrollment else None,
+            data=dict(data),
+        )
+    )
 
 
 def _smtp_transport(cfg: MailboxConfig) -> Transport:

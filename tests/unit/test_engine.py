@@ -4,7 +4,6 @@ import datetime as dt
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
