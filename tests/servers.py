@@ -18,8 +18,7 @@ from typing import Any
 
 from aiosmtpd.controller import Controller
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
-DOVECOT_TEMPLATE = SHARED / "fixtures" / "dovecot.conf.template"
+DOVECOT_TEMPLATE = Path(__file__).resolve().parent / "fixtures" / "dovecot.conf.template"
 
 
 def free_port() -> int:
