@@ -67,15 +67,19 @@ def workspace(smtp_port: int) -> Iterator[Path]:
         shutil.rmtree(path, ignore_errors=True)
 
 
-def seed(url: str, total: int, due: int, sequence_id: int, owner_id: int, state: dict, when: dt.datetime) -> None:
-    """`total` leads and enrollments in one sequence, `due` of them due at `when`, with generate_series."""
+def seed(url: str, total: int, due: int, sequence_id: int, owner_ids: list[int], state: dict, when: dt.datetime) -> None:
+    """`total` leads and enrollments in one sequence, `due` of them due at `when`, with generate_series.
+
+    The leads are shared round-robin between the owners, so mail goes out from each one's mailbox.
+    """
     far = when + dt.timedelta(days=3650)
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(
             """INSERT INTO lead (email, first_name, last_name, company, title, phone, timezone, country, fields, owner_id, status, created_at, updated_at)
-               SELECT 'lead' || g || '@load.example', 'Lead', 'N' || g, 'Company ' || g, '', '', 'Asia/Kolkata', 'IN', '{}', %s, 'Follow-Up', %s, %s
+               SELECT 'lead' || g || '@load.example', 'Lead', 'N' || g, 'Company ' || g, '', '', 'Asia/Kolkata', 'IN', '{}',
+                      (%s::int[])[1 + g %% %s], 'Follow-Up', %s, %s
                FROM generate_series(1, %s) AS g""",
-            (owner_id, when, when, total),
+            (owner_ids, len(owner_ids), when, when, total),
         )
         conn.execute(
             """INSERT INTO enrollment (lead_id, sequence_id, sequence_name, phase, state, next_action_at, seed, enrolled_at, updated_at)
@@ -117,8 +121,8 @@ def seeded_app(smtp_port: int, total: int, due: int, now: dt.datetime) -> Iterat
             prepare(app)
             with psycopg.connect(url, autocommit=True) as conn:
                 sequence_id = conn.execute("SELECT id FROM sequence WHERE name = 'bench-intro'").fetchone()[0]  # type: ignore[index]
-                owner_id = conn.execute("SELECT id FROM person WHERE email = 'priya@appneural.example'").fetchone()[0]  # type: ignore[index]
-            seed(url, total, due, sequence_id, owner_id, state_to_json(eng.State.start(START - dt.timedelta(hours=1), 1)), START)
+                owner_ids = [row[0] for row in conn.execute("SELECT id FROM person WHERE mailbox_id IS NOT NULL ORDER BY id")]
+            seed(url, total, due, sequence_id, owner_ids, state_to_json(eng.State.start(START - dt.timedelta(hours=1), 1)), START)
             yield app, url
         finally:
             app.close()
