@@ -11,6 +11,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -24,7 +26,7 @@ import dramatiq  # noqa: E402
 import psycopg  # noqa: E402
 from dramatiq.brokers.redis import RedisBroker  # noqa: E402
 
-from bench.common import START, seeded_app  # noqa: E402
+from bench.common import ROOT, START, seeded_app  # noqa: E402
 from outreach.mail.compose import Party, compose, make_message_id  # noqa: E402
 from outreach.runner import step  # noqa: E402
 from workers import actors  # noqa: E402
@@ -56,7 +58,6 @@ def free_port() -> int:
 def raw(port: int, n: int) -> float:
     """Render n messages first (not timed), then send them over one connection (timed)."""
     context = {"lead": {"email": "x@load.example", "first_name": "Lead", "company": "Company"}, "owner": {"name": "Priya Sharma"}, "mailbox": {}, "sequence": {"name": "bench"}, "step": {"id": "intro"}}
-    from bench.common import ROOT
     from outreach.mail.templates import TemplateSet
 
     rendered = TemplateSet(ROOT / "templates").render("initial_outreach", context)
@@ -78,14 +79,22 @@ def raw(port: int, n: int) -> float:
     return asyncio.run(run())
 
 
-def pipeline(port: int, n: int, threads: int, redis_url: str) -> float:
+def pipeline(port: int, n: int, threads: int, redis_url: str, processes: int) -> float:
     with seeded_app(port, n, n, START + dt.timedelta(minutes=1)) as (app, url):
-        broker = RedisBroker(url=redis_url, namespace=f"outreach-bench-{uuid.uuid4().hex[:8]}")
+        namespace = "dramatiq" if processes else f"outreach-bench-{uuid.uuid4().hex[:8]}"
+        broker = RedisBroker(url=redis_url, namespace=namespace)
         broker.emit_after("process_boot")
         actors.bind(broker)
-        actors.configure(app)
-        worker = dramatiq.Worker(broker, worker_threads=threads, worker_timeout=100)
-        worker.start()
+        broker.flush_all()
+        workers: subprocess.Popen[bytes] | None = None
+        worker: dramatiq.Worker | None = None
+        if processes:  # the production way: `dramatiq workers.actors` in processes of their own
+            env = {**os.environ, "OUTREACH_BROKER_URL": redis_url, "OUTREACH_DATABASE_URL": url, "OUTREACH_WORKSPACE": str(app.settings.root), "OUTREACH_SECRET_KEY": "bench", "PYTHONPATH": str(ROOT)}
+            workers = subprocess.Popen([sys.executable, "-m", "dramatiq", "workers.actors", "--processes", str(processes), "--threads", str(threads)], env=env, cwd=str(ROOT), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        else:
+            actors.configure(app)
+            worker = dramatiq.Worker(broker, worker_threads=threads, worker_timeout=100)
+            worker.start()
         try:
             start = time.perf_counter()
             with psycopg.connect(url, autocommit=True) as conn:
@@ -97,7 +106,11 @@ def pipeline(port: int, n: int, threads: int, redis_url: str) -> float:
                     time.sleep(0.05)
             return time.perf_counter() - start
         finally:
-            worker.stop()
+            if workers is not None:
+                workers.send_signal(signal.SIGTERM)
+                workers.wait(60)
+            if worker is not None:
+                worker.stop()
             broker.flush_all()
             broker.close()
             actors.configure(None)
@@ -106,21 +119,23 @@ def pipeline(port: int, n: int, threads: int, redis_url: str) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=10_000)
-    parser.add_argument("--threads", type=int, default=8)
+    parser.add_argument("--threads", type=int, default=8, help="worker threads (per process)")
+    parser.add_argument("--processes", type=int, default=2, help="worker processes (`dramatiq workers.actors`); 0: threads in this process")
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/0")
     args = parser.parse_args()
     port = free_port()
     server = subprocess.Popen([sys.executable, "-c", SERVER, str(port)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         assert server.stdout is not None and server.stdout.readline().strip() == "ready"
-        piped = pipeline(port, args.n, args.threads, args.redis)
+        piped = pipeline(port, args.n, args.threads, args.redis, args.processes)
         raw_seconds = raw(port, args.n)
     finally:
         if server.stdin:
             server.stdin.close()
         server.wait(10)
     pipe_rate, raw_rate = args.n / piped, args.n / raw_seconds
-    print(f"pipeline (tick -> Redis -> {args.threads} worker threads -> SMTP): {args.n} messages in {piped:6.2f} s = {pipe_rate:7.0f} msg/s")
+    how = f"{args.processes} worker processes x {args.threads} threads" if args.processes else f"{args.threads} worker threads"
+    print(f"pipeline (tick -> Redis -> {how} -> SMTP): {args.n} messages in {piped:6.2f} s = {pipe_rate:7.0f} msg/s")
     print(f"raw aiosmtplib loop over one connection:        {args.n} messages in {raw_seconds:6.2f} s = {raw_rate:7.0f} msg/s")
     print(f"ratio pipeline/raw: {pipe_rate / raw_rate:.2f} (target >= 0.5)")
 
