@@ -234,6 +234,10 @@ def next_action_at(state: State, seq: Sequence, cal: BusinessCalendar) -> dt.dat
             if cycle != state.cycle and seq.repeat is not None:
                 start = state.cycle_started_at or state.anchor_at
                 return cal.after(start, seq.repeat.every, _rng(state, key))
+            if step.at is not None:
+                # counted from the cycle's first step, but never before the previous step
+                start = state.cycle_started_at or state.anchor_at
+                return max(cal.after(start, step.at, _rng(state, key)), cal.next_open(state.anchor_at))
             return cal.after(state.anchor_at, step.after, _rng(state, key))
         if seq.escalate:
             return cal.after(state.anchor_at, seq.escalate.after, _rng(state, "escalate"))

@@ -65,7 +65,8 @@ class TaskSpec(Strict):
 
 class Step(Strict):
     id: Slug
-    after: DelayField | None = None
+    after: DelayField | None = None  # counted from the previous step
+    at: DelayField | None = None  # counted from the first step of the cycle ("day 5"), so shifts do not add up
     template: str | None = None
     subject: str | None = None
     thread: Literal["same", "new"] = "same"
@@ -79,6 +80,8 @@ class Step(Strict):
             raise ValueError("'subject' belongs to email steps; a task has 'title'")
         if self.subject is not None and ("\n" in self.subject or "\r" in self.subject):
             raise ValueError("'subject' must be one line")
+        if self.after is not None and self.at is not None:
+            raise ValueError("a step has 'after' (from the previous step) or 'at' (from the first step), not both")
         return self
 
     @property
@@ -202,6 +205,8 @@ class Sequence(Strict):
 
     @model_validator(mode="after")
     def _coherent(self) -> Sequence:
+        if self.steps[0].at is not None:
+            raise ValueError(f"the first step {self.steps[0].id!r} cannot have 'at': it is the start 'at' counts from; use 'after'")
         seen: set[str] = set()
         for step in self.steps:
             if step.id in seen:

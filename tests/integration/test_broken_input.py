@@ -35,6 +35,7 @@ SEQUENCE_CASES = [
     ("duplicate_key.yaml", r"duplicate_key\.yaml:5:5: key 'template' appears twice \(first on line 4\)"),
     ("unknown_then.yaml", r"unknown_then\.yaml:8:9: no sequence named 'nowhere'"),
     ("task_undefined.yaml", r"task_undefined\.yaml:9:13: .*nickname.*default"),
+    ("after_and_at.yaml", r"after_and_at\.yaml:5:\d+: steps\[1\]: a step has 'after' \(from the previous step\) or 'at'"),
     ("both_kinds.yaml", r"both_kinds\.yaml:3:\d+: steps\[0\]: a step has either 'template' \(an email\) or 'task'"),
 ]
 

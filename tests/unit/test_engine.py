@@ -4,6 +4,7 @@ import datetime as dt
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -27,6 +28,16 @@ BD: dict[str, Any] = {
     ],
     "escalate": {"after": "2 business days", "notify": "manager", "message": {"from": "manager", "template": "manager_reengage", "mode": "draft"}},
     "dormant": {"after": "7 days", "revisit": "30-45 days", "then": "re-engagement"},
+}
+BD_AT: dict[str, Any] = {
+    **BD,
+    "steps": [
+        {"id": "intro", "template": "initial_outreach"},
+        {"id": "proposal-check", "at": "2-3 days", "template": "proposal_follow_up"},
+        {"id": "reminder", "at": "5 days", "template": "polite_reminder"},
+        {"id": "call", "at": "10 days", "task": {"channel": "phone", "note": "Call"}},
+        {"id": "closure", "at": "14 days", "template": "closure"},
+    ],
 }
 CHECK_IN: dict[str, Any] = {
     "name": "check-in",
@@ -62,6 +73,23 @@ def test_the_bd_procedure_plans_intro_follow_ups_call_closure_escalation_dormanc
     assert isinstance(dormant, eng.GoDormant) and dormant.revisit_at == revisit.at
     assert dt.timedelta(days=30) <= revisit.at - dormant.at <= dt.timedelta(days=48)
     assert isinstance(revisit, eng.Revisit) and revisit.then == "re-engagement"
+
+
+@pytest.mark.parametrize("day", range(7))
+def test_at_counts_from_the_first_step_so_weekend_shifts_do_not_add_up(day: int) -> None:
+    start = MONDAY_10_IST + dt.timedelta(days=day)
+    actions = eng.plan(eng.State.start(start, seed=day), seq(BD_AT), cal(country=None))
+    intro, check, reminder, call, closure = actions[:5]
+    since = [(a.at.astimezone(IST).date() - intro.at.astimezone(IST).date()).days for a in (check, reminder, call, closure)]
+    # each lands on its day, or on the next business day when that day is a weekend
+    assert 2 <= since[0] <= 5 and 5 <= since[1] <= 7 and 10 <= since[2] <= 12 and 14 <= since[3] <= 16, since
+    assert [a.at for a in actions[:5]] == sorted(a.at for a in actions[:5])
+
+
+def test_a_step_with_at_never_comes_before_the_previous_one() -> None:
+    data = {**BD_AT, "steps": [{"id": "a", "template": "t"}, {"id": "b", "after": "20 days", "template": "t"}, {"id": "c", "at": "5 days", "template": "t"}]}
+    a, b, c = [x for x in eng.plan(eng.State.start(MONDAY_10_IST, 1), seq(data), cal()) if isinstance(x, eng.SendEmail)]
+    assert c.at >= b.at
 
 
 def test_the_same_seed_plans_the_same_points_in_ranges() -> None:
@@ -175,7 +203,7 @@ event_kinds = st.sampled_from(["reply", "ooo", "ooo-dated", "soft", "hard", "uns
 
 @st.composite
 def scenario(draw: st.DrawFn) -> tuple[Sequence, BusinessCalendar, eng.State]:
-    definition = seq(draw(st.sampled_from([BD, CHECK_IN])))
+    definition = seq(draw(st.sampled_from([BD, BD_AT, CHECK_IN])))
     tz = ZoneInfo(draw(st.sampled_from(ZONES)))
     country = draw(st.sampled_from([None, "IN", "US", "GB", "AU"]))
     window = Window.parse(draw(st.sampled_from(["mon-fri", "mon,wed,fri", "tue-sat"])), draw(st.sampled_from(["09:00-17:30", "08:00-12:00", "13:00-19:00"])))
