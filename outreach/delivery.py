@@ -25,14 +25,14 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from outreach.db.models import Enrollment, Mailbox, Message, Suppression, Thread
+from outreach.db.models import Mailbox, Message, Suppression, Thread
 from outreach.db.session import transaction
 from outreach.errors import InputError, OutreachError
 from outreach.mail.compose import Party, compose, reply_subject
 from outreach.mail.templates import Rendered
 from outreach.mail.transport import PermanentFailure, RecipientRefused, TemporaryFailure
 from outreach.sequences import engine as eng
-from outreach.service import App, record, save_state, state_from_json
+from outreach.service import App, record
 from outreach.tracking.unsubscribe import link
 
 log = logging.getLogger(__name__)
@@ -300,20 +300,12 @@ def _bounce(app: App, pk: int, now: dt.datetime, exc: RecipientRefused) -> Outco
         message.sent_at = None
         message.error = str(exc)
         enrollment = message.enrollment
-        _apply(app, session, enrollment, eng.Bounced(at=now, hard=True))
+        app.feed(session, enrollment, eng.Bounced(at=now, hard=True))
         seq = app.definition(enrollment.sequence)
         if seq.on_bounce == "suppress" and session.scalar(select(Suppression.id).where(Suppression.email == exc.recipient.lower())) is None:
             session.add(Suppression(email=exc.recipient.lower(), reason="bounce", source=f"{exc.code} {exc.reply}", created_at=now))
         _log_event(session, message, now, "bounce", f"hard bounce at SMTP time: {exc.code} {exc.reply}", code=exc.code)
         return Outcome.BOUNCED
-
-
-def _apply(app: App, session: Session, enrollment: Enrollment, event: eng.Event) -> None:
-    seq = app.definition(enrollment.sequence)
-    lead = enrollment.lead
-    cal = app.calendar_for(seq, lead, lead.owner.mailbox if lead.owner else None)
-    decision = eng.decide(state_from_json(enrollment.state), seq, [event], event.at, cal)
-    save_state(enrollment, decision.state, decision.next_action_at, event.at)
 
 
 def _cancel_for_reply(app: App, pk: int, now: dt.datetime, found: object) -> Outcome:
@@ -326,7 +318,7 @@ def _cancel_for_reply(app: App, pk: int, now: dt.datetime, found: object) -> Out
         message.status = "cancelled"
         message.error = "the lead answered in this thread before it was sent"
         if enrollment is not None:
-            _apply(app, session, enrollment, eng.Replied(at=now))
+            app.feed(session, enrollment, eng.Replied(at=now))
         _log_event(session, message, now, "reply", f"answer found in the thread before {message.step_key}: {getattr(found, 'subject', '')}", uid=getattr(found, "uid", None), reply_message_id=getattr(found, "message_id", None))
         log.info("message %d cancelled: the lead answered", pk)
         return Outcome.CANCELLED

@@ -35,7 +35,7 @@ ALIASES: dict[str, str] = {
     "personphone": "phone", "mobilephonenumber": "phone",
     "timezone": "timezone", "tz": "timezone", "iana": "timezone", "contacttimezone": "timezone",
     "country": "country", "countrycode": "country", "mailingcountry": "country", "countryregion": "country",
-    "owner": "owner", "leadowner": "owner", "contactowner": "owner", "ownerEmail".lower(): "owner",
+    "owner": "owner", "leadowner": "owner", "contactowner": "owner",
     "owneremail": "owner", "assignedto": "owner", "accountowner": "owner",
 }  # fmt: skip
 

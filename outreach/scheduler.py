@@ -152,7 +152,7 @@ def _carry_out(app: App, session: Session, enrollment: Enrollment, seq: Sequence
         _event(session, enrollment, at, "dormant", f"no answer{revisit}")
     elif isinstance(action, eng.Revisit):
         started = app.start_enrollment(session, enrollment.lead, action.then, at)
-        _event(session, enrollment, at, "revisit", f"enrolled in {action.then}" if started else f"not enrolled in {action.then}: {app.last_refusal}")
+        _event(session, enrollment, at, "revisit", f"not enrolled in {action.then}: {started}" if isinstance(started, str) else f"enrolled in {action.then}")
         result.revisits += 1
     elif isinstance(action, eng.Complete):
         _event(session, enrollment, at, "completed", f"{seq.name} finished")

@@ -45,16 +45,19 @@ def state_to_json(state: eng.State) -> dict[str, Any]:
     return out
 
 
+_PHASES = ("phase", "resume_to")
+_TIMES = ("anchor_at", "cycle_started_at", "paused_until")
+
+
 def state_from_json(data: dict[str, Any]) -> eng.State:
     values: dict[str, Any] = {}
-    for f in dataclasses.fields(eng.State):
-        value = data.get(f.name)
-        if f.name in ("phase", "resume_to") and value is not None:
+    for name, value in data.items():
+        if value is not None and name in _PHASES:
             value = eng.Phase(value)
-        elif f.name in ("anchor_at", "cycle_started_at", "paused_until") and value is not None:
+        elif value is not None and name in _TIMES:
             value = dt.datetime.fromisoformat(value)
-        values[f.name] = value
-    return eng.State(**{k: v for k, v in values.items() if v is not None or k in ("last_step", "cycle_started_at", "paused_until", "resume_to", "waiting_for", "stop_reason")})
+        values[name] = value
+    return eng.State(**values)
 
 
 # ---- what is shown -------------------------------------------------------------------------------
@@ -110,7 +113,6 @@ class App:
         self._connections_lock = threading.Lock()
         self.transport_factory: Callable[[MailboxConfig], Transport] = _smtp_transport
         self.store_factory: Callable[[MailboxConfig], MailStore] = _imap_store
-        self.last_refusal = ""
 
     def close(self) -> None:
         self.close_connections()
@@ -199,7 +201,7 @@ class App:
             before = state_from_json(enrollment.state)
             after = eng.migrate(before, old_def, definition)
             enrollment.sequence_id = new.id
-            self._store_state(enrollment, after, definition)
+            self._store_state(session, enrollment, after, definition)
             session.add(Event(lead_id=enrollment.lead_id, enrollment_id=enrollment.id, at=self.clock.now(), kind="sequence-updated", key_points=f"{new.name} v{old.version} -> v{new.version}", status=after.crm_status.value, next_follow_up_at=enrollment.next_action_at, data={"from": old.version, "to": new.version}))
 
     # -- leads ----------------------------------------------------------------------------------------
@@ -253,12 +255,28 @@ class App:
         pool = seq.pools
         if pool == ["owner"]:
             return lead.owner.mailbox if lead.owner else None
-        address = pool[seed % len(pool)]
-        return session.scalars(select(Mailbox).where(Mailbox.address == address.lower())).first()
+        # the few mailbox rows are read once per session, not once per enrollment
+        mailboxes: dict[str, Mailbox] | None = session.info.get("mailboxes")
+        if mailboxes is None:
+            mailboxes = session.info["mailboxes"] = {m.address: m for m in session.scalars(select(Mailbox))}
+        return mailboxes.get(pool[seed % len(pool)].lower())
 
-    def _store_state(self, enrollment: Enrollment, state: eng.State, seq: Sequence) -> None:
-        cal = self.calendar_for(seq, enrollment.lead, None if enrollment.lead.owner is None else enrollment.lead.owner.mailbox)
+    def enrollment_calendar(self, session: Session, enrollment: Enrollment, seq: Sequence) -> BusinessCalendar:
+        """The calendar of one enrollment: its lead's zone (else its mailbox's), window and holidays."""
+        return self.calendar_for(seq, enrollment.lead, self.mailbox_for(session, seq, enrollment.lead, enrollment.seed))
+
+    def _store_state(self, session: Session, enrollment: Enrollment, state: eng.State, seq: Sequence) -> None:
+        cal = self.enrollment_calendar(session, enrollment, seq)
         save_state(enrollment, state, eng.next_action_at(state, seq, cal), self.clock.now())
+
+    def feed(self, session: Session, enrollment: Enrollment, event: eng.Event) -> tuple[eng.State, list[eng.Action]]:
+        """Fold one event into an enrollment through the engine and store the outcome."""
+        seq = self.definition(enrollment.sequence)
+        before = state_from_json(enrollment.state)
+        after, actions = eng.apply_event(before, seq, event, self.enrollment_calendar(session, enrollment, seq))
+        if after != before:
+            self._store_state(session, enrollment, after, seq)
+        return after, actions
 
     def context(self, session: Session, seq: Sequence, lead: Lead, mailbox: Mailbox | None, step_id: str) -> dict[str, Any]:
         return {
@@ -329,26 +347,23 @@ class App:
     def _create_enrollment(self, session: Session, lead: Lead, version: SequenceVersion, definition: Sequence, now: dt.datetime, seed: int) -> Enrollment:
         state = eng.State.start(now, seed)
         enrollment = Enrollment(lead=lead, lead_id=lead.id, sequence=version, sequence_id=version.id, sequence_name=version.name, phase=state.phase.value, state={}, seed=seed, enrolled_at=now, updated_at=now)
-        self._store_state(enrollment, state, definition)
+        self._store_state(session, enrollment, state, definition)
         session.add(enrollment)
         session.flush()
         session.add(Event(lead_id=lead.id, enrollment_id=enrollment.id, at=now, kind="enrolled", key_points=f"enrolled in {version.name} v{version.version}", status=lead.status, next_follow_up_at=enrollment.next_action_at))
         return enrollment
 
-    def start_enrollment(self, session: Session, lead: Lead, sequence: str, now: dt.datetime) -> Enrollment | None:
-        """Enroll from inside the machine (a revisit): the newest stored version; None (and why in last_refusal) if it cannot."""
+    def start_enrollment(self, session: Session, lead: Lead, sequence: str, now: dt.datetime) -> Enrollment | str:
+        """Enroll from inside the machine (a revisit) in the newest stored version; if it cannot, why not."""
         version = session.scalars(select(SequenceVersion).where(SequenceVersion.name == sequence).order_by(SequenceVersion.version.desc()).limit(1)).first()
         if version is None:
-            self.last_refusal = f"no sequence {sequence!r} is stored; run the scheduler with the sequences folder that has it"
-            return None
+            return f"no sequence {sequence!r} is stored; run the scheduler with the sequences folder that has it"
         if session.scalar(select(Suppression.id).where(Suppression.email == lead.email)) is not None:
-            self.last_refusal = "the address is suppressed"
-            return None
+            return "the address is suppressed"
         running = session.scalar(select(Enrollment.id).where(Enrollment.lead_id == lead.id, Enrollment.sequence_name == sequence, Enrollment.phase.in_(ACTIVE_PHASES)))
         if running is not None:
-            self.last_refusal = f"already in {sequence}"
-            return None
-        return self._create_enrollment(session, lead, version, from_definition(version.definition), now, random.getrandbits(62))
+            return f"already in {sequence}"
+        return self._create_enrollment(session, lead, version, self.definition(version), now, random.getrandbits(62))
 
     def sequences_location(self, name: str) -> Location:
         loaded = self._sequences.get(name) if self._sequences else None
@@ -428,21 +443,16 @@ class App:
             self.sync_sequences(session)
             changed = []
             for enrollment in self._enrollments(session, email, sequence):
-                seq = self.definition(enrollment.sequence)
-                state = state_from_json(enrollment.state)
-                new_state, actions = eng.apply_event(state, seq, make_event(now), self.calendar_for(seq, enrollment.lead, self._owner_box(enrollment.lead)))
-                if new_state == state:
+                before = state_from_json(enrollment.state)
+                new_state, actions = self.feed(session, enrollment, make_event(now))
+                if new_state == before:
                     continue
-                self._store_state(enrollment, new_state, seq)
                 detail = "; ".join(_describe_action(a) for a in actions) or kind
                 session.add(Event(lead_id=enrollment.lead_id, enrollment_id=enrollment.id, at=now, kind=kind, key_points=detail, status=new_state.crm_status.value, next_follow_up_at=enrollment.next_action_at))
                 changed.append(enrollment)
             if not changed:
                 raise Conflict(f"nothing to {kind}: the enrollment is already in that state")
             return changed
-
-    def _owner_box(self, lead: Lead) -> Mailbox | None:
-        return lead.owner.mailbox if lead.owner else None
 
     # -- what will happen ---------------------------------------------------------------------------
 
@@ -514,9 +524,8 @@ class App:
             lead = self.lead(session, email)
             running = session.scalars(select(Enrollment).where(Enrollment.lead_id == lead.id, Enrollment.sequence_name == sequence).order_by(Enrollment.id.desc())).first()
             seed = running.seed if running else 0
-            state = state_from_json(running.state) if running and running.sequence.digest == loaded.digest else eng.State.start(self.clock.now(), seed)
-            if state.last_step is not None and running is not None:
-                state = eng.State.start(running.enrolled_at, seed)  # whole thread from the start, for the subject chain
+            # the whole thread from its start, so the subject chain is the one the lead sees
+            state = eng.State.start(running.enrolled_at if running else self.clock.now(), seed)
             mailbox = self.mailbox_for(session, seq, lead, seed)
             cal = self.calendar_for(seq, lead, mailbox)
             subjects: dict[int, str] = {}
