@@ -99,7 +99,7 @@ def pipeline(port: int, n: int, threads: int, redis_url: str, processes: int) ->
             start = time.perf_counter()
             with psycopg.connect(url, autocommit=True) as conn:
                 while True:
-                    step(app, actors.send_message.send)  # what the scheduler loop does every few seconds
+                    step(app, actors.enqueue)  # what the scheduler loop does every few seconds
                     sent = conn.execute("SELECT count(*) FROM message WHERE status = 'sent'").fetchone()[0]  # type: ignore[index]
                     if sent >= n:
                         break

@@ -459,7 +459,7 @@ def run(
             signal.signal(signal.SIGTERM, lambda *_: stop.set())
             out.print(f"outreach running: {len(application.settings.workspace.mailboxes)} mailbox(es), broker {application.settings.broker_url}, {threads} sending thread(s). Ctrl-C stops.")
             try:
-                run_scheduler(application, actors.send_message.send, stop, interval=interval)
+                run_scheduler(application, actors.enqueue, stop, interval=interval)
             except KeyboardInterrupt:
                 pass
             finally:
@@ -489,7 +489,7 @@ def scheduler(
             stop = threading.Event()
             signal.signal(signal.SIGTERM, lambda *_: stop.set())
             try:
-                run_scheduler(application, actors.send_message.send, stop, interval=interval)
+                run_scheduler(application, actors.enqueue, stop, interval=interval)
             except KeyboardInterrupt:
                 pass
     except OutreachError as exc:

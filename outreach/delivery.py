@@ -1,4 +1,4 @@
-"""Delivering one outbox message: checks, claim, render, SMTP, record, copy to Sent.
+"""Delivering outbox messages: checks, claim, render, SMTP, record, copy to Sent.
 
 Idempotent: a message id may be delivered any number of times (the broker may repeat
 it); it is sent at most once. The order of the steps is what keeps the promises:
@@ -11,7 +11,12 @@ it); it is sent at most once. The order of the steps is what keeps the promises:
 4. The claim (one transaction) checks the window, the mailbox's daily cap and spacing, and
    marks the message `sending` with a lease; what does not fit now gets a `not_before` and
    the relay brings it back then. Nothing is lost, nothing is sent early.
-5. SMTP; then the outcome is committed at once; then the copy goes to Sent.
+5. SMTP; then the outcome is committed; then the copy goes to Sent.
+
+Messages come in small batches from one mailbox (`deliver_many`): the database work of
+reading, claiming and recording is done once per batch, not once per message, and the
+SMTP connection carries the whole batch. Each message keeps its own outcome. A worker
+that dies mid-batch leaves the claimed messages in `sending`, which step 2 resolves.
 """
 
 from __future__ import annotations
@@ -20,12 +25,14 @@ import datetime as dt
 import enum
 import logging
 import random
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from email.message import Message as Email
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 
-from outreach.db.models import Mailbox, Message, Suppression, Thread
+from outreach.db.models import Mailbox, Message, Suppression
 from outreach.db.session import transaction
 from outreach.errors import InputError, OutreachError
 from outreach.mail.compose import Party, compose, reply_subject
@@ -53,6 +60,7 @@ class Outcome(enum.StrEnum):
 
 @dataclass(frozen=True)
 class _Work:
+    pk: int
     message_id: str
     mailbox: str
     recipient: str
@@ -69,6 +77,15 @@ class _Work:
         return bool(self.thread_ids)
 
 
+@dataclass(frozen=True)
+class _Result:
+    """What SMTP said about one claimed message, to be recorded with the rest of the batch."""
+
+    work: _Work
+    email: Email
+    failure: Exception | None = None
+
+
 def backoff(attempts: int, rng: random.Random) -> dt.timedelta:
     """30 s, 1 min, 2 min ... up to 1 h, with up to 20 % jitter."""
     seconds = min(30 * 2 ** max(attempts - 1, 0), 3600)
@@ -76,26 +93,47 @@ def backoff(attempts: int, rng: random.Random) -> dt.timedelta:
 
 
 def deliver(app: App, message_pk: int, *, now: dt.datetime | None = None) -> Outcome:
+    return deliver_many(app, [message_pk], now=now)[message_pk]
+
+
+def deliver_many(app: App, message_pks: Sequence[int], *, now: dt.datetime | None = None) -> dict[int, Outcome]:
+    """Deliver a batch of outbox messages; the outcome of each."""
     now = now or app.clock.now()
-    work = _read(app, message_pk, now)
-    if isinstance(work, Outcome):
-        return work
+    outcomes: dict[int, Outcome] = {}
+    ready: list[_Work] = []
+    for work in _read(app, message_pks, now, outcomes):
+        checked = _check_mailbox(app, work, now)
+        if checked is None:
+            ready.append(work)
+        else:
+            outcomes[work.pk] = checked
+    claimed = _claim(app, ready, now, outcomes)
+    results = [_send(app, work, now) for work in claimed]
+    outcomes.update(_record(app, results, now))
+    _copy_to_sent(app, [r for r in results if outcomes[r.work.pk] is Outcome.SENT], now)
+    return outcomes
+
+
+def _check_mailbox(app: App, work: _Work, now: dt.datetime) -> Outcome | None:
+    """Steps 2 and 3, over IMAP: was an interrupted message sent after all; has the lead answered."""
     store = app.store(work.mailbox)
     if work.status == "sending":
         if store is None:
-            return _finish(app, message_pk, now, "failed", "interrupted while sending, and the mailbox has no IMAP to check its Sent folder: check by hand before sending again", "send-failed")
+            return _one(app, work.pk, lambda s, m: _set_failed(s, m, now, "interrupted while sending, and the mailbox has no IMAP to check its Sent folder: check by hand before sending again"))
         if store.sent_has(work.message_id):
-            return _finish(app, message_pk, now, "sent", None, "email-sent", recovered=True)
+            return _one(app, work.pk, lambda s, m: _set_sent(s, m, now, recovered=True))
     if work.is_follow_up and store is not None:
         found = store.replies(work.thread_ids, work.lead_email)
         if found:
-            return _cancel_for_reply(app, message_pk, now, found[0])
+            return _one(app, work.pk, lambda s, m: _cancel_for_reply(app, s, m, now, found[0]))
     if work.rendered is None:
         return Outcome.FAILED
-    claimed = _claim(app, message_pk, now, work)
-    if claimed is not None:
-        return claimed
-    msg = compose(
+    return None
+
+
+def _send(app: App, work: _Work, now: dt.datetime) -> _Result:
+    assert work.rendered is not None
+    email = compose(
         work.rendered,
         sender=work.sender,
         recipient=Party(work.recipient),
@@ -108,56 +146,77 @@ def deliver(app: App, message_pk: int, *, now: dt.datetime | None = None) -> Out
         unsubscribe_mailto=f"mailto:{work.mailbox}?subject=unsubscribe",
     )
     try:
-        app.transport(work.mailbox).send(msg, work.mailbox, [work.recipient])
-    except TemporaryFailure as exc:
-        return _retry(app, message_pk, now, str(exc))
-    except RecipientRefused as exc:
-        return _bounce(app, message_pk, now, exc)
-    except PermanentFailure as exc:
-        return _finish(app, message_pk, now, "failed", str(exc), "send-failed")
-    outcome = _finish(app, message_pk, now, "sent", None, "email-sent", subject=work.subject)
-    _copy_to_sent(app, message_pk, work.mailbox, msg.as_bytes(), now)
-    return outcome
+        app.transport(work.mailbox).send(email, work.mailbox, [work.recipient])
+    except (TemporaryFailure, RecipientRefused, PermanentFailure) as exc:
+        return _Result(work, email, exc)
+    return _Result(work, email)
 
 
-def _read(app: App, pk: int, now: dt.datetime) -> _Work | Outcome:
-    """Everything sending needs, read without locks: the thread so far, and the rendered email."""
-    with app.sessions() as session:
+def _one(app: App, pk: int, change: Callable[[Session, Message], Outcome]) -> Outcome:
+    """Apply one change to one message that is not finished yet, in its own transaction."""
+    with transaction(app.sessions) as session:
         message = session.get(Message, pk)
         if message is None or message.status in DONE:
             return Outcome.DONE
-        if message.status == "sending" and message.not_before and message.not_before > now:
-            return Outcome.DEFERRED  # another worker holds the lease
-        enrollment = message.enrollment
-        thread = message.thread
-        thread_ids: tuple[str, ...] = ()
-        if thread is not None:
-            thread_ids = tuple(
-                session.scalars(
-                    select(Message.message_id)
-                    .where(Message.thread_id == thread.id, Message.status == "sent", Message.id != message.id)
-                    .order_by(Message.sent_at, Message.id)
-                )
+        return change(session, message)
+
+
+def _read(app: App, pks: Sequence[int], now: dt.datetime, outcomes: dict[int, Outcome]) -> list[_Work]:
+    """Everything sending needs, read without locks: the threads so far, and the rendered emails."""
+    works: list[_Work] = []
+    with app.sessions() as session:
+        messages = session.scalars(
+            select(Message).where(Message.id.in_(pks)).order_by(Message.id).options(joinedload(Message.enrollment), joinedload(Message.thread), joinedload(Message.mailbox))
+        ).unique()
+        found = {m.id: m for m in messages}
+        for pk in pks:
+            if pk not in found or found[pk].status in DONE:
+                outcomes[pk] = Outcome.DONE
+        live = [m for m in found.values() if m.status not in DONE]
+        sent_in_thread: dict[int, list[tuple[int, str]]] = {}
+        thread_pks = {m.thread_id for m in live if m.thread_id is not None}
+        if thread_pks:
+            rows = session.execute(
+                select(Message.thread_id, Message.id, Message.message_id)
+                .where(Message.thread_id.in_(thread_pks), Message.status == "sent")
+                .order_by(Message.sent_at, Message.id)
             )
-        mailbox = message.mailbox
-        sender = Party(message.sender, mailbox.display_name if mailbox else "")
-        lead_email = enrollment.lead.email if enrollment else message.recipient
-        if enrollment is None or mailbox is None:
-            return _Work(message.message_id or "", message.sender, message.recipient, lead_email, message.status, thread_ids, message.subject, None, sender)
-        if thread_ids and (thread is None or not thread.subject):
-            return _defer(app, pk, now + dt.timedelta(minutes=1))  # the thread's first email is not out yet
-        seq = app.definition(enrollment.sequence)
-        context = app.context(session, seq, enrollment.lead, mailbox, message.step_key.split("@")[0] if message.step_key else "")
-        try:
-            rendered = app.templates.render(message.template or "", context)
-        except InputError as exc:
-            return _fail_now(app, pk, now, f"rendering failed: {exc}")
-        if thread_ids:
-            subject = message.subject or reply_subject(thread.subject if thread else rendered.subject)
-        else:
-            subject = message.subject or rendered.subject
-        unsubscribe = link(app.settings.workspace.public_url, app.settings.secret_key, message.recipient, enrollment.id)
-        return _Work(message.message_id or "", message.sender, message.recipient, lead_email, message.status, thread_ids, subject, rendered, sender, unsubscribe)
+            for thread_pk, pk, message_id in rows:
+                sent_in_thread.setdefault(thread_pk, []).append((pk, message_id))
+        for message in live:
+            if message.status == "sending" and message.not_before and message.not_before > now:
+                outcomes[message.id] = Outcome.DEFERRED  # another worker holds the lease
+                continue
+            earlier = tuple(mid for pk, mid in sent_in_thread.get(message.thread_id or -1, ()) if pk != message.id)
+            work = _work(app, session, message, earlier, now)
+            if isinstance(work, Outcome):
+                outcomes[message.id] = work
+            else:
+                works.append(work)
+    return works
+
+
+def _work(app: App, session: Session, message: Message, thread_ids: tuple[str, ...], now: dt.datetime) -> _Work | Outcome:
+    enrollment, thread, mailbox = message.enrollment, message.thread, message.mailbox
+    sender = Party(message.sender, mailbox.display_name if mailbox else "")
+    lead_email = enrollment.lead.email if enrollment else message.recipient
+    if enrollment is None or mailbox is None:
+        return _Work(message.id, message.message_id or "", message.sender, message.recipient, lead_email, message.status, thread_ids, message.subject, None, sender)
+    if thread_ids and (thread is None or not thread.subject):
+        return _defer(app, message.id, now + dt.timedelta(minutes=1))  # the thread's first email is not out yet
+    seq = app.definition(enrollment.sequence)
+    context = app.context(session, seq, enrollment.lead, mailbox, message.step_key.split("@")[0] if message.step_key else "")
+    try:
+        rendered = app.templates.render(message.template or "", context)
+    except InputError as exc:
+        reason = f"rendering failed: {exc}"
+        return _one(app, message.id, lambda s, m: _set_failed(s, m, now, reason))
+    if thread_ids:
+        subject = message.subject or reply_subject(thread.subject if thread else rendered.subject)
+    else:
+        subject = message.subject or rendered.subject
+    unsubscribe = link(app.settings.workspace.public_url, app.settings.secret_key, message.recipient, enrollment.id)
+    return _Work(message.id, message.message_id or "", message.sender, message.recipient, lead_email, message.status, thread_ids, subject, rendered, sender, unsubscribe)
 
 
 def _defer(app: App, pk: int, until: dt.datetime) -> Outcome:
@@ -169,64 +228,103 @@ def _defer(app: App, pk: int, until: dt.datetime) -> Outcome:
     return Outcome.DEFERRED
 
 
-def _fail_now(app: App, pk: int, now: dt.datetime, reason: str) -> Outcome:
-    with transaction(app.sessions) as session:
-        message = session.get(Message, pk)
-        if message is not None and message.status not in DONE:
-            return _set_failed(session, message, now, reason)
-    return Outcome.DONE
+def _locked(session: Session, pks: Iterable[int]) -> dict[int, Message]:
+    """The batch's rows, locked on PostgreSQL (in id order, so two workers never deadlock)."""
+    query = select(Message).where(Message.id.in_(list(pks))).order_by(Message.id).options(joinedload(Message.enrollment), joinedload(Message.thread))
+    if _postgres(session):
+        query = query.with_for_update(of=Message)
+    return {m.id: m for m in session.scalars(query).unique()}
 
 
-def _claim(app: App, pk: int, now: dt.datetime, work: _Work) -> Outcome | None:
-    """Check the limits and take the message (status `sending`, with a lease), in one short transaction."""
+def _postgres(session: Session) -> bool:
+    return session.bind is not None and session.bind.dialect.name == "postgresql"
+
+
+def _claim(app: App, works: list[_Work], now: dt.datetime, outcomes: dict[int, Outcome]) -> list[_Work]:
+    """Check the limits and take the messages that fit (status `sending`, with a lease), in one short transaction."""
+    if not works:
+        return []
+    claimed: list[_Work] = []
     with transaction(app.sessions) as session:
-        postgres = session.bind is not None and session.bind.dialect.name == "postgresql"
-        message = session.get(Message, pk, with_for_update=postgres)
-        if message is None or message.status in DONE:
-            return Outcome.DONE
-        if message.status == "sending" and message.not_before and message.not_before > now:
-            return Outcome.DEFERRED
-        enrollment = message.enrollment
-        if enrollment is None or enrollment.phase == eng.Phase.STOPPED.value:
-            return _set_cancelled(session, message, now, f"the enrollment is {enrollment.phase if enrollment else 'gone'}")
-        if session.scalar(select(Suppression.id).where(Suppression.email == message.recipient)) is not None:
-            return _set_cancelled(session, message, now, "the address is suppressed")
-        cfg = app.mailbox_config(message.sender)
-        query = select(Mailbox).where(Mailbox.address == message.sender)
-        mailbox = session.scalar(query.with_for_update() if postgres else query)
-        if mailbox is None or cfg is None:
-            return _set_failed(session, message, now, f"mailbox {message.sender} is not configured in outreach.yaml")
-        cal = app.calendar_for(app.definition(enrollment.sequence), enrollment.lead, mailbox)
-        rng = random.Random(f"{message.message_id}:{message.attempts}")
-        zone = app.mailbox_zone(mailbox.address)
-        today = now.astimezone(zone).date()
-        count = mailbox.day_count if mailbox.day == today else 0
-        later: dt.datetime | None = None
-        if not cal.is_open(now):
-            later = cal.next_open(now)
-        elif count >= cfg.daily_cap:
-            tomorrow = dt.datetime.combine(today + dt.timedelta(days=1), dt.time(0), tzinfo=zone)
-            later = cal.next_open(tomorrow.astimezone(dt.timezone.utc) + dt.timedelta(seconds=rng.uniform(0, 600)))
-        elif mailbox.last_sent_at is not None and cfg.min_interval + cfg.jitter > 0:
-            gap = dt.timedelta(seconds=cfg.min_interval + rng.uniform(0, cfg.jitter))
-            if mailbox.last_sent_at + gap > now:
-                later = mailbox.last_sent_at + gap
-        if later is not None:
-            message.not_before = later
-            message.enqueued_at = None
-            return Outcome.DEFERRED
-        if not work.thread_ids and message.thread_id is not None:
-            thread = session.get(Thread, message.thread_id)
-            if thread is not None:
-                thread.subject = work.subject
-                thread.root_message_id = message.message_id
-        message.status = "sending"
-        message.attempts += 1
-        message.not_before = now + LEASE
-        mailbox.last_sent_at = now
-        mailbox.day, mailbox.day_count = today, count + 1
-        log.info("sending message %d (enrollment %d, step %s, attempt %d)", message.id, enrollment.id, message.step_key, message.attempts)
-        return None
+        messages = _locked(session, (w.pk for w in works))
+        suppressed = set(session.scalars(select(Suppression.email).where(Suppression.email.in_({w.recipient for w in works}))))
+        query = select(Mailbox).where(Mailbox.address.in_({w.mailbox for w in works})).order_by(Mailbox.id)
+        mailboxes = {m.address: m for m in session.scalars(query.with_for_update() if _postgres(session) else query)}
+        for work in works:
+            message = messages.get(work.pk)
+            if message is None or message.status in DONE:
+                outcomes[work.pk] = Outcome.DONE
+                continue
+            outcome = _claim_one(app, session, message, mailboxes.get(message.sender), message.recipient in suppressed, work, now)
+            if outcome is None:
+                claimed.append(work)
+            else:
+                outcomes[work.pk] = outcome
+    return claimed
+
+
+def _claim_one(app: App, session: Session, message: Message, mailbox: Mailbox | None, suppressed: bool, work: _Work, now: dt.datetime) -> Outcome | None:
+    if message.status == "sending" and message.not_before and message.not_before > now:
+        return Outcome.DEFERRED
+    enrollment = message.enrollment
+    if enrollment is None or enrollment.phase == eng.Phase.STOPPED.value:
+        return _set_cancelled(session, message, now, f"the enrollment is {enrollment.phase if enrollment else 'gone'}")
+    if suppressed:
+        return _set_cancelled(session, message, now, "the address is suppressed")
+    cfg = app.mailbox_config(message.sender)
+    if mailbox is None or cfg is None:
+        return _set_failed(session, message, now, f"mailbox {message.sender} is not configured in outreach.yaml")
+    cal = app.calendar_for(app.definition(enrollment.sequence), enrollment.lead, mailbox)
+    rng = random.Random(f"{message.message_id}:{message.attempts}")
+    zone = app.mailbox_zone(mailbox.address)
+    today = now.astimezone(zone).date()
+    count = mailbox.day_count if mailbox.day == today else 0
+    later: dt.datetime | None = None
+    if not cal.is_open(now):
+        later = cal.next_open(now)
+    elif count >= cfg.daily_cap:
+        tomorrow = dt.datetime.combine(today + dt.timedelta(days=1), dt.time(0), tzinfo=zone)
+        later = cal.next_open(tomorrow.astimezone(dt.timezone.utc) + dt.timedelta(seconds=rng.uniform(0, 600)))
+    elif mailbox.last_sent_at is not None and cfg.min_interval + cfg.jitter > 0:
+        gap = dt.timedelta(seconds=cfg.min_interval + rng.uniform(0, cfg.jitter))
+        if mailbox.last_sent_at + gap > now:
+            later = mailbox.last_sent_at + gap
+    if later is not None:
+        message.not_before = later
+        message.enqueued_at = None
+        return Outcome.DEFERRED
+    if not work.thread_ids and message.thread is not None:
+        message.thread.subject = work.subject
+        message.thread.root_message_id = message.message_id
+    message.status = "sending"
+    message.attempts += 1
+    message.not_before = now + LEASE
+    mailbox.last_sent_at = now
+    mailbox.day, mailbox.day_count = today, count + 1
+    log.info("sending message %d (enrollment %d, step %s, attempt %d)", message.id, enrollment.id, message.step_key, message.attempts)
+    return None
+
+
+def _record(app: App, results: list[_Result], now: dt.datetime) -> dict[int, Outcome]:
+    """The outcome of each SMTP attempt, committed for the whole batch at once."""
+    if not results:
+        return {}
+    outcomes: dict[int, Outcome] = {}
+    with transaction(app.sessions) as session:
+        messages = _locked(session, (r.work.pk for r in results))
+        for result in results:
+            message = messages[result.work.pk]
+            failure = result.failure
+            if failure is None:
+                message.subject = result.work.subject
+                outcomes[message.id] = _set_sent(session, message, now)
+            elif isinstance(failure, TemporaryFailure):
+                outcomes[message.id] = _retry(app, session, message, now, str(failure))
+            elif isinstance(failure, RecipientRefused):
+                outcomes[message.id] = _bounce(app, session, message, now, failure)
+            else:
+                outcomes[message.id] = _set_failed(session, message, now, str(failure))
+    return outcomes
 
 
 def _set_cancelled(session: Session, message: Message, now: dt.datetime, reason: str) -> Outcome:
@@ -244,97 +342,82 @@ def _set_failed(session: Session, message: Message, now: dt.datetime, reason: st
     return Outcome.FAILED
 
 
+def _set_sent(session: Session, message: Message, now: dt.datetime, *, recovered: bool = False) -> Outcome:
+    message.status = "sent"
+    message.error = None
+    message.sent_at = message.sent_at or now
+    message.not_before = None
+    if recovered:
+        message.saved_to_sent = True
+    _log_event(session, message, now, "email-sent", message.subject + (" (found in Sent after an interrupted attempt)" if recovered else ""), recovered=recovered)
+    log.info("message %d sent%s", message.id, " (recovered)" if recovered else "")
+    return Outcome.SENT
+
+
 def _log_event(session: Session, message: Message, now: dt.datetime, kind: str, key_points: str, **data: object) -> None:
     record(session, message.enrollment, now, kind, key_points, channel="email", lead_id=message.lead_id, message=message.id, step=message.step_key, **data)
 
 
-def _finish(app: App, pk: int, now: dt.datetime, status: str, error: str | None, kind: str, *, subject: str | None = None, recovered: bool = False) -> Outcome:
-    with transaction(app.sessions) as session:
-        message = session.get(Message, pk)
-        assert message is not None
-        message.status = status
-        message.error = error
-        if subject is not None:
-            message.subject = subject
-        if status == "sent":
-            message.sent_at = message.sent_at or now
-            message.not_before = None
-            if recovered:
-                message.saved_to_sent = True
-            _log_event(session, message, now, kind, message.subject + (" (found in Sent after an interrupted attempt)" if recovered else ""), recovered=recovered)
-            log.info("message %d sent%s", pk, " (recovered)" if recovered else "")
-            return Outcome.SENT
-        _log_event(session, message, now, kind, error or status)
-        log.warning("message %d %s: %s", pk, status, error)
-        return Outcome.FAILED if status == "failed" else Outcome.DONE
-
-
-def _retry(app: App, pk: int, now: dt.datetime, error: str) -> Outcome:
-    with transaction(app.sessions) as session:
-        message = session.get(Message, pk)
-        assert message is not None
-        if message.attempts >= app.settings.workspace.max_attempts:
-            message.status = "failed"
-            message.error = f"gave up after {message.attempts} attempts; last: {error}"
-            _log_event(session, message, now, "send-failed", message.error)
-            log.warning("message %d dead-lettered: %s", pk, message.error)
-            return Outcome.FAILED
-        message.status = "planned"
-        message.sent_at = None
-        message.error = error
-        mailbox = message.mailbox
-        if mailbox is not None and mailbox.day_count > 0:
-            mailbox.day_count -= 1  # it did not go out: it does not count toward today's cap
-        message.not_before = now + backoff(message.attempts, random.Random(f"{message.message_id}:{message.attempts}"))
-        message.enqueued_at = None
-        _log_event(session, message, now, "send-deferred", f"attempt {message.attempts}: {error}; next try {message.not_before:%H:%M:%S} UTC")
-        log.info("message %d: temporary failure (%s), retry at %s", pk, error, message.not_before.isoformat())
-        return Outcome.RETRY
-
-
-def _bounce(app: App, pk: int, now: dt.datetime, exc: RecipientRefused) -> Outcome:
-    with transaction(app.sessions) as session:
-        message = session.get(Message, pk)
-        assert message is not None and message.enrollment is not None
+def _retry(app: App, session: Session, message: Message, now: dt.datetime, error: str) -> Outcome:
+    if message.attempts >= app.settings.workspace.max_attempts:
         message.status = "failed"
-        message.sent_at = None
-        message.error = str(exc)
-        enrollment = message.enrollment
-        app.feed(session, enrollment, eng.Bounced(at=now, hard=True))
-        seq = app.definition(enrollment.sequence)
-        if seq.on_bounce == "suppress" and session.scalar(select(Suppression.id).where(Suppression.email == exc.recipient.lower())) is None:
-            session.add(Suppression(email=exc.recipient.lower(), reason="bounce", source=f"{exc.code} {exc.reply}", created_at=now))
-        _log_event(session, message, now, "bounce", f"hard bounce at SMTP time: {exc.code} {exc.reply}", code=exc.code)
-        return Outcome.BOUNCED
+        message.error = f"gave up after {message.attempts} attempts; last: {error}"
+        _log_event(session, message, now, "send-failed", message.error)
+        log.warning("message %d dead-lettered: %s", message.id, message.error)
+        return Outcome.FAILED
+    message.status = "planned"
+    message.sent_at = None
+    message.error = error
+    mailbox = message.mailbox
+    if mailbox is not None and mailbox.day_count > 0:
+        mailbox.day_count -= 1  # it did not go out: it does not count toward today's cap
+    message.not_before = now + backoff(message.attempts, random.Random(f"{message.message_id}:{message.attempts}"))
+    message.enqueued_at = None
+    _log_event(session, message, now, "send-deferred", f"attempt {message.attempts}: {error}; next try {message.not_before:%H:%M:%S} UTC")
+    log.info("message %d: temporary failure (%s), retry at %s", message.id, error, message.not_before.isoformat())
+    return Outcome.RETRY
 
 
-def _cancel_for_reply(app: App, pk: int, now: dt.datetime, found: object) -> Outcome:
-    with transaction(app.sessions) as session:
-        message = session.get(Message, pk)
-        assert message is not None
-        if message.status in DONE:
-            return Outcome.DONE
-        enrollment = message.enrollment
-        message.status = "cancelled"
-        message.error = "the lead answered in this thread before it was sent"
-        if enrollment is not None:
-            app.feed(session, enrollment, eng.Replied(at=now))
-        _log_event(session, message, now, "reply", f"answer found in the thread before {message.step_key}: {getattr(found, 'subject', '')}", uid=getattr(found, "uid", None), reply_message_id=getattr(found, "message_id", None))
-        log.info("message %d cancelled: the lead answered", pk)
-        return Outcome.CANCELLED
+def _bounce(app: App, session: Session, message: Message, now: dt.datetime, exc: RecipientRefused) -> Outcome:
+    enrollment = message.enrollment
+    assert enrollment is not None
+    message.status = "failed"
+    message.sent_at = None
+    message.error = str(exc)
+    app.feed(session, enrollment, eng.Bounced(at=now, hard=True))
+    seq = app.definition(enrollment.sequence)
+    if seq.on_bounce == "suppress" and session.scalar(select(Suppression.id).where(Suppression.email == exc.recipient.lower())) is None:
+        session.add(Suppression(email=exc.recipient.lower(), reason="bounce", source=f"{exc.code} {exc.reply}", created_at=now))
+    _log_event(session, message, now, "bounce", f"hard bounce at SMTP time: {exc.code} {exc.reply}", code=exc.code)
+    return Outcome.BOUNCED
 
 
-def _copy_to_sent(app: App, pk: int, address: str, raw: bytes, now: dt.datetime) -> None:
-    cfg = app.mailbox_config(address)
-    store = app.store(address)
-    if cfg is None or cfg.imap is None or not cfg.imap.save_sent or store is None:
-        return
-    try:
-        store.append_sent(raw, now)
-    except (TemporaryFailure, OutreachError, OSError) as exc:
-        log.warning("message %d: the copy to Sent failed (%s); the message itself went out", pk, exc)
-        return
-    with transaction(app.sessions) as session:
-        message = session.get(Message, pk)
-        if message is not None:
-            message.saved_to_sent = True
+def _cancel_for_reply(app: App, session: Session, message: Message, now: dt.datetime, found: object) -> Outcome:
+    enrollment = message.enrollment
+    message.status = "cancelled"
+    message.error = "the lead answered in this thread before it was sent"
+    if enrollment is not None:
+        app.feed(session, enrollment, eng.Replied(at=now))
+    _log_event(session, message, now, "reply", f"answer found in the thread before {message.step_key}: {getattr(found, 'subject', '')}", uid=getattr(found, "uid", None), reply_message_id=getattr(found, "message_id", None))
+    log.info("message %d cancelled: the lead answered", message.id)
+    return Outcome.CANCELLED
+
+
+def _copy_to_sent(app: App, results: list[_Result], now: dt.datetime) -> None:
+    saved: list[int] = []
+    for result in results:
+        address = result.work.mailbox
+        cfg = app.mailbox_config(address)
+        store = app.store(address)
+        if cfg is None or cfg.imap is None or not cfg.imap.save_sent or store is None:
+            continue
+        try:
+            store.append_sent(result.email.as_bytes(), now)
+        except (TemporaryFailure, OutreachError, OSError) as exc:
+            log.warning("message %d: the copy to Sent failed (%s); the message itself went out", result.work.pk, exc)
+            continue
+        saved.append(result.work.pk)
+    if saved:
+        with transaction(app.sessions) as session:
+            for message in session.scalars(select(Message).where(Message.id.in_(saved))):
+                message.saved_to_sent = True

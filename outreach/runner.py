@@ -33,21 +33,23 @@ def prepare(app: App) -> None:
         app.sync_sequences(session)
 
 
-def step(app: App, enqueue: Callable[[int], object], *, now: dt.datetime | None = None) -> StepResult:
-    """One round: do what is due, then hand due messages to the broker."""
+def step(app: App, enqueue: Callable[[list[int]], object], *, now: dt.datetime | None = None) -> StepResult:
+    """One round: do what is due, then hand due messages to the broker, in batches per mailbox."""
     now = now or app.clock.now()
-    result = tick(app, now=now)
-    while True:  # a full batch may leave more due rows
+    result = TickResult()
+    ids: list[int] = []
+    while True:  # a tick takes a batch of due enrollments; their messages go out while the next is planned
         more = tick(app, now=now)
-        if not more.enrollments:
-            break
         result.enrollments += more.enrollments
         result.messages.extend(more.messages)
-    ids: list[int] = []
-    while batch := relay(app, now=now):  # everything due, a batch at a time
-        for message_id in batch:
-            enqueue(message_id)
-        ids.extend(batch)
+        result.tasks += more.tasks
+        result.revisits += more.revisits
+        while batches := relay(app, now=now):
+            for batch in batches:
+                enqueue(batch)
+                ids.extend(batch)
+        if not more.enrollments:
+            break
     return StepResult(tick=result, enqueued=ids)
 
 
@@ -62,7 +64,7 @@ def next_wakeup(app: App) -> dt.datetime | None:
     return ensure_utc(min(times)) if times else None
 
 
-def run_scheduler(app: App, enqueue: Callable[[int], object], stop: threading.Event, *, interval: float = 5.0) -> None:
+def run_scheduler(app: App, enqueue: Callable[[list[int]], object], stop: threading.Event, *, interval: float = 5.0) -> None:
     prepare(app)
     log.info("scheduler started (tick every %.1f s)", interval)
     while not stop.is_set():

@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 
 SCHEDULED = tuple(p.value for p in (eng.Phase.ACTIVE, eng.Phase.PAUSED, eng.Phase.ESCALATED, eng.Phase.DORMANT))
 STALE_ENQUEUE = dt.timedelta(minutes=5)
+SEND_BATCH = 50  # messages per broker message: one mailbox, one SMTP connection, a few database round trips
 
 
 @dataclass
@@ -160,13 +161,14 @@ def _carry_out(app: App, session: Session, enrollment: Enrollment, seq: Sequence
         _event(session, enrollment, at, "resumed", "the pause ended")
 
 
-def relay(app: App, *, now: dt.datetime | None = None, batch: int = 1000) -> list[int]:
-    """Planned messages that are due and not (or no longer) with the broker: mark and return them."""
+def relay(app: App, *, now: dt.datetime | None = None, batch: int = 1000, per_message: int = SEND_BATCH) -> list[list[int]]:
+    """Planned messages that are due and not (or no longer) with the broker: mark them, and return
+    them in batches of at most `per_message` ids from one mailbox (one broker message each)."""
     now = now or app.clock.now()
     with transaction(app.sessions) as session:
-        ids = list(
-            session.scalars(
-                select(Message.id)
+        rows = list(
+            session.execute(
+                select(Message.id, Message.sender)
                 .where(
                     Message.direction == "out",
                     Message.status.in_(("planned", "sending")),
@@ -177,9 +179,12 @@ def relay(app: App, *, now: dt.datetime | None = None, batch: int = 1000) -> lis
                 .limit(batch)
             )
         )
-        if ids:
-            session.execute(update(Message).where(Message.id.in_(ids)).values(enqueued_at=now))
-    return ids
+        if rows:
+            session.execute(update(Message).where(Message.id.in_([pk for pk, _ in rows])).values(enqueued_at=now))
+    by_mailbox: dict[str, list[int]] = {}
+    for pk, sender in rows:
+        by_mailbox.setdefault(sender, []).append(pk)
+    return [ids[i : i + per_message] for ids in by_mailbox.values() for i in range(0, len(ids), per_message)]
 
 
 def dead_letters(session: Session) -> list[Message]:

@@ -59,7 +59,7 @@ class Pipeline:
         prepare(self.app)
 
     def round(self) -> None:
-        step(self.app, actors.send_message.send, now=self.clock.now())
+        step(self.app, actors.enqueue, now=self.clock.now())
         self.broker.join(actors.send_message.queue_name, timeout=120_000)
         self.worker.join()
         self.rounds += 1

@@ -9,7 +9,7 @@ from typing import Any
 import dramatiq
 
 from outreach.config import load_settings
-from outreach.delivery import deliver
+from outreach.delivery import deliver, deliver_many
 from outreach.service import App
 from workers.broker import make_broker
 
@@ -46,6 +46,31 @@ def send_message(message_id: int) -> None:
     log.debug("message %d: %s", message_id, outcome.value)
 
 
+@dramatiq.actor(queue_name="outreach-send", max_retries=0, time_limit=SEND_TIME_LIMIT_MS)
+def send_messages(message_ids: list[int]) -> None:
+    """Deliver a batch from one mailbox: the database work is shared, each message keeps its outcome.
+
+    Should the batch fail as a whole, each message goes on alone through `send_message`, which
+    retries and dead-letters one message at a time; those already done finish at once.
+    """
+    try:
+        outcomes = deliver_many(get_app(), message_ids)
+    except Exception:
+        log.exception("a batch of %d message(s) failed; each is retried on its own", len(message_ids))
+        for message_id in message_ids:
+            send_message.send(message_id)
+        return
+    log.debug("batch: %s", ", ".join(f"{pk}: {outcome.value}" for pk, outcome in outcomes.items()))
+
+
+def enqueue(message_ids: list[int]) -> None:
+    """Hand a batch of due messages (one mailbox) to the workers."""
+    if len(message_ids) == 1:
+        send_message.send(message_ids[0])
+    else:
+        send_messages.send(message_ids)
+
+
 @dramatiq.actor(queue_name="outreach-dead", max_retries=0)
 def mark_dead(message: dict[str, Any], retry_info: dict[str, Any]) -> None:
     """A send whose actor kept crashing: the outbox row is marked failed, visible in `outreach status`."""
@@ -62,7 +87,7 @@ def mark_dead(message: dict[str, Any], retry_info: dict[str, Any]) -> None:
     log.warning("message %s dead-lettered after %s worker failures", args[0], retry_info.get("retries"))
 
 
-ACTORS = (send_message, mark_dead)
+ACTORS = (send_message, send_messages, mark_dead)
 
 
 def bind(broker: dramatiq.Broker) -> None:

@@ -7,16 +7,35 @@ import re
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from email.headerregistry import Address
-from email.message import EmailMessage
-from email.policy import SMTP
-from email.utils import format_datetime
+from typing import Any
+from email.charset import QP, Charset
+from email.header import Header
+from email.message import Message
+from email.mime.multipart import MIMEMultipart
+from email.mime.text import MIMEText
+from email._policybase import Compat32
+from email.utils import format_datetime, formataddr
 
 from outreach.errors import InputError, Location, Problem
 from outreach.mail.templates import Rendered
 
 CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-POLICY = SMTP.clone(max_line_length=998)  # no folding of ordinary headers; 998 is the hard limit
+
+
+class _Policy(Compat32):
+    """The classic MIME classes write headers as given (after our checks) instead of parsing each
+    one through the header registry, which made composing cost more than sending. Plain ASCII
+    headers stay on one line up to the hard limit of 998; encoded words fold at 78 (RFC 2047)."""
+
+    def _fold(self, name: str, value: Any, sanitize: bool) -> str:
+        if isinstance(value, str) and value.isascii() and len(name) + len(value) + 2 <= 998:
+            return f"{name}: {value}{self.linesep}"
+        return super()._fold(name, value, sanitize)  # type: ignore[no-any-return]
+
+
+POLICY = _Policy(linesep="\r\n")  # CRLF line ends, as SMTP wants them
+_UTF8 = Charset("utf-8")
+_UTF8.body_encoding = QP  # readable in the raw message, safe through 7-bit relays
 _RE = re.compile(r"^\s*((re|aw|sv|antw|fwd?|wg)\s*(\[\d+\])?\s*:\s*)+", re.IGNORECASE)
 
 
@@ -46,10 +65,17 @@ class Party:
     address: str
     name: str = ""
 
-    def header(self, what: str) -> Address:
-        clean_header(self.name, what)
-        local, _, domain = self.address.rpartition("@")
-        return Address(display_name=self.name, username=clean_header(local, what), domain=clean_header(domain, what))
+    def header(self, what: str) -> str:
+        """`Name <address>`, the name quoted or encoded (RFC 2047) as it needs."""
+        return formataddr((clean_header(self.name, what), clean_header(self.address, what)), charset="utf-8")
+
+
+def _text(value: str, name: str) -> str | Header:
+    return value if value.isascii() else Header(value, "utf-8", header_name=name)
+
+
+def _part(body: str, subtype: str) -> MIMEText:
+    return MIMEText(body, subtype, "us-ascii" if body.isascii() else _UTF8, policy=POLICY)
 
 
 def compose(
@@ -65,12 +91,17 @@ def compose(
     unsubscribe_url: str | None = None,
     unsubscribe_mailto: str | None = None,
     extra_headers: dict[str, str] | None = None,
-) -> EmailMessage:
+) -> Message:
     """A ready-to-send message: text (+ html alternative), threaded, with List-Unsubscribe."""
-    msg = EmailMessage(policy=POLICY)
+    if rendered.html:
+        msg: Message = MIMEMultipart("alternative", policy=POLICY)
+        msg.attach(_part(rendered.text, "plain"))
+        msg.attach(_part(rendered.html, "html"))
+    else:
+        msg = _part(rendered.text, "plain")
     msg["From"] = sender.header("From")
     msg["To"] = recipient.header("To")
-    msg["Subject"] = clean_header(subject, "Subject")
+    msg["Subject"] = _text(clean_header(subject, "Subject"), "Subject")
     msg["Date"] = format_datetime(date)
     msg["Message-ID"] = clean_header(message_id, "Message-ID")
     if in_reply_to:
@@ -87,8 +118,5 @@ def compose(
         if unsubscribe_url:
             msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     for name, value in (extra_headers or {}).items():
-        msg[name] = clean_header(value, name)
-    msg.set_content(rendered.text)
-    if rendered.html:
-        msg.add_alternative(rendered.html, subtype="html")
+        msg[name] = _text(clean_header(value, name), name)
     return msg

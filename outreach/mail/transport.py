@@ -6,7 +6,7 @@ Implementations live in outreach/mail/transports/: smtp (aiosmtplib) and stub (i
 from __future__ import annotations
 
 from dataclasses import dataclass
-from email.message import EmailMessage
+from email.message import Message
 from typing import Protocol
 
 from outreach.errors import OutreachError
@@ -46,6 +46,6 @@ class Accepted:
 class Transport(Protocol):
     """Sends from one mailbox; keeps its connection open between messages."""
 
-    def send(self, message: EmailMessage, sender: str, recipients: list[str]) -> Accepted: ...
+    def send(self, message: Message, sender: str, recipients: list[str]) -> Accepted: ...
 
     def close(self) -> None: ...

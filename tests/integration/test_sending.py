@@ -149,3 +149,30 @@ def test_a_refused_recipient_is_a_hard_bounce_and_is_suppressed(pipeline: Pipeli
         assert session.scalars(select(Suppression.reason).where(Suppression.email == "oliver.bennett@bennetthale.example")).one() == "bounce"
         enrollment = session.get(Enrollment, message.enrollment_id)
         assert enrollment is not None and enrollment.phase == "stopped" and enrollment.lead.status == "Closed"
+
+
+def test_a_batch_from_one_mailbox_keeps_each_messages_own_outcome(pipeline: Pipeline, smtp_server: SmtpServer) -> None:
+    from outreach.delivery import Outcome, deliver_many
+    from outreach.scheduler import relay, tick
+
+    enroll_all(pipeline)
+    now = START + dt.timedelta(hours=1)
+    tick(pipeline.app, now=now)
+    batch = max(relay(pipeline.app, now=now), key=len)
+    with pipeline.app.sessions() as session:
+        rows = session.scalars(select(Message).where(Message.id.in_(batch)).order_by(Message.id)).all()
+        assert len(rows) >= 3 and len({m.sender for m in rows}) == 1, "a batch is one mailbox's"
+        refused = rows[1].recipient
+    smtp_server.handler.set_faults(Faults(refuse={refused}))
+
+    outcomes = deliver_many(pipeline.app, batch, now=now)
+    assert outcomes[rows[1].id] is Outcome.BOUNCED
+    assert all(outcomes[m.id] is Outcome.SENT for m in rows if m.id != rows[1].id)
+    assert sorted(by_recipient(smtp_server)) == sorted(m.recipient for m in rows if m.id != rows[1].id)
+    # delivered again (the broker may repeat a batch): nothing goes out twice
+    assert set(deliver_many(pipeline.app, batch, now=now).values()) == {Outcome.DONE}
+    assert len(smtp_server.received) == len(rows) - 1
+    with pipeline.app.sessions() as session:
+        statuses = {m.id: m.status for m in session.scalars(select(Message).where(Message.id.in_(batch)))}
+        assert statuses.pop(rows[1].id) == "failed" and set(statuses.values()) == {"sent"}
+        assert session.scalars(select(Suppression.email)).all() == [refused]

@@ -86,3 +86,26 @@ def test_backoff_grows_and_is_bounded(attempts: int, rng: random.Random) -> None
     assert dt.timedelta(seconds=30) <= delay <= dt.timedelta(hours=1.2)
     if attempts < 7:
         assert delay < backoff(attempts + 1, random.Random(0)) * 1.3
+
+
+def test_non_ascii_headers_are_encoded_words_folded_within_the_line_limit_and_read_back_intact() -> None:
+    subject = "Re: Über den Vorschlag — " + " ".join(["bitte lesen"] * 12)
+    raw = _message(subject=subject, sender=Party("priya@appneural.example", "Priya Śharma"), recipient=Party("j@example.com", "Müller, Jürgen"))
+    encoded = [line for line in raw.split(b"\r\n") if b"=?utf-8?" in line]
+    assert raw.isascii() and len(encoded) >= 4 and max(len(line) for line in encoded) <= 78
+    msg = message_from_bytes(raw, policy=policy.default)
+    assert msg["Subject"] == subject
+    assert msg["From"].addresses[0].display_name == "Priya Śharma"
+    assert msg["To"].addresses[0].display_name == "Müller, Jürgen"
+
+
+def test_long_ascii_headers_stay_on_one_line_and_bodies_end_lines_with_crlf() -> None:
+    references = [f"<r{i}@appneural.example>" for i in range(30)]
+    url = "https://outreach.example/u/" + "A" * 200
+    raw = _message(references=references, unsubscribe_url=url)
+    lines = raw.split(b"\r\n")
+    assert any(line.startswith(b"References: ") and line.endswith(references[-1].encode()) for line in lines)
+    assert any(line.startswith(b"List-Unsubscribe: <" + url.encode()) for line in lines)
+    assert b"\n" not in raw.replace(b"\r\n", b"")
+    body = message_from_bytes(raw, policy=policy.default).get_body(("plain",))
+    assert body is not None and body.get_content().splitlines() == ["Hello Jane"]

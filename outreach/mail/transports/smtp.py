@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from email.message import EmailMessage
+from email.message import Message
 
 import aiosmtplib
 
@@ -58,7 +58,7 @@ class SmtpTransport:
         self._client = client
         return client
 
-    async def _send(self, message: EmailMessage, sender: str, recipients: list[str]) -> Accepted:
+    async def _send(self, message: Message, sender: str, recipients: list[str]) -> Accepted:
         client = await self._connected()
         # our own serialisation (aiosmtplib's would fold headers again at 78 characters)
         errors, reply = await client.sendmail(sender, recipients, message.as_bytes())
@@ -69,7 +69,7 @@ class SmtpTransport:
         code = int(reply.split(" ", 1)[0]) if reply[:3].isdigit() else 250
         return Accepted(code=code, reply=reply)
 
-    def send(self, message: EmailMessage, sender: str, recipients: list[str]) -> Accepted:
+    def send(self, message: Message, sender: str, recipients: list[str]) -> Accepted:
         try:
             return self._loop.run_until_complete(self._send(message, sender, recipients))
         except aiosmtplib.SMTPRecipientsRefused as exc:

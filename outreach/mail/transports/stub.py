@@ -5,18 +5,18 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from email.message import EmailMessage
+from email.message import Message
 
 from outreach.mail.transport import Accepted
 
 
 @dataclass
 class StubTransport:
-    sent: list[tuple[str, list[str], EmailMessage]] = field(default_factory=list)
-    fail: Callable[[EmailMessage], Exception | None] | None = None
+    sent: list[tuple[str, list[str], Message]] = field(default_factory=list)
+    fail: Callable[[Message], Exception | None] | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def send(self, message: EmailMessage, sender: str, recipients: list[str]) -> Accepted:
+    def send(self, message: Message, sender: str, recipients: list[str]) -> Accepted:
         if self.fail is not None:
             error = self.fail(message)
             if error is not None:
