@@ -114,7 +114,9 @@ class ImapStore:
                 return []
             found = []
             for uid, data in client.fetch(uids, ["BODY.PEEK[HEADER.FIELDS (MESSAGE-ID FROM SUBJECT)]"]).items():
-                headers = email.message_from_bytes(data[b"BODY[HEADER.FIELDS (MESSAGE-ID FROM SUBJECT)]"], policy=email.policy.default)
+                # servers name the part as they like (pymap sorts the field names): take it by prefix
+                part = next(value for key, value in data.items() if key.startswith(b"BODY[HEADER.FIELDS"))
+                headers = email.message_from_bytes(part, policy=email.policy.default)
                 found.append(FoundMessage("INBOX", uid, headers.get("Message-ID"), str(headers.get("From", "")), str(headers.get("Subject", ""))))
             return found
 
