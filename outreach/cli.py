@@ -23,7 +23,7 @@ from rich.table import Table
 from outreach.clock import UTC
 from outreach.config import load_settings
 from outreach.db.session import current_revision, head_revision, make_engine, upgrade
-from outreach.errors import InputError, Location, OutreachError, Problem
+from outreach.errors import ConfigError, InputError, Location, OutreachError, Problem
 from outreach.sequences import engine as eng
 from outreach.service import App, PlannedItem
 
@@ -439,8 +439,9 @@ def run(
     workspace: WorkspaceOpt = None,
     interval: Annotated[float, typer.Option(help="Seconds between scheduler rounds.")] = 5.0,
     threads: Annotated[int, typer.Option(help="Worker threads sending mail.")] = 4,
+    listen: Annotated[str, typer.Option(help="HOST:PORT for the unsubscribe endpoint that public_url points at; '' for none.")] = "127.0.0.1:8025",
 ) -> None:
-    """Run everything in one process: the scheduler and the sending workers (Ctrl-C stops).
+    """Run everything in one process: the scheduler, the sending workers, the IMAP poller and the unsubscribe endpoint (Ctrl-C stops).
 
     With the default broker (stub://) the workers are in-process; with OUTREACH_BROKER_URL
     pointing at Redis or RabbitMQ, this process also works that broker's queue.
@@ -448,23 +449,33 @@ def run(
     import signal
     import threading
 
+    from outreach.poller import start_watchers
     from outreach.runner import embedded_worker, run_scheduler
+    from outreach.tracking.web import parse_listen, serve
 
     try:
+        address = parse_listen(listen) if listen else None
         with _app(workspace) as application:
             broker, actors = _broker_and_actors(application.settings.broker_url)
             actors.configure(application)
             worker = embedded_worker(broker, threads)
             stop = threading.Event()
             signal.signal(signal.SIGTERM, lambda *_: stop.set())
-            out.print(f"outreach running: {len(application.settings.workspace.mailboxes)} mailbox(es), broker {application.settings.broker_url}, {threads} sending thread(s). Ctrl-C stops.")
+            watchers = start_watchers(application, stop)
+            web = serve(application, *address, stop) if address else None
+            out.print(f"outreach running: {len(application.settings.workspace.mailboxes)} mailbox(es), {len(watchers)} watched over IMAP, broker {application.settings.broker_url}, {threads} sending thread(s){f', unsubscribe endpoint on port {web.port}' if web else ''}. Ctrl-C stops.")
             try:
                 run_scheduler(application, actors.enqueue, stop, interval=interval)
             except KeyboardInterrupt:
                 pass
             finally:
+                stop.set()
                 worker.stop()
+                for watcher in watchers:
+                    watcher.join(15)
                 actors.configure(None)
+    except OSError as exc:
+        _fail(ConfigError(Problem(Location("--listen"), f"cannot listen on {listen}: {exc.strerror or exc}; choose another port, or --listen '' for none")))
     except OutreachError as exc:
         _fail(exc)
 
@@ -492,6 +503,83 @@ def scheduler(
                 run_scheduler(application, actors.enqueue, stop, interval=interval)
             except KeyboardInterrupt:
                 pass
+    except OutreachError as exc:
+        _fail(exc)
+
+
+@app.command()
+def serve(
+    workspace: WorkspaceOpt = None,
+    listen: Annotated[str, typer.Option(help="HOST:PORT to listen on; public_url in outreach.yaml must reach it.")] = "127.0.0.1:8025",
+) -> None:
+    """Serve the one-click unsubscribe endpoint (RFC 8058) alone, e.g. behind a reverse proxy (Ctrl-C stops)."""
+    import signal
+    import threading
+
+    from outreach.tracking.web import parse_listen
+    from outreach.tracking.web import serve as serve_web
+
+    try:
+        host, port = parse_listen(listen)
+        with _app(workspace) as application:
+            _ = application.settings.secret_key
+            stop = threading.Event()
+            signal.signal(signal.SIGTERM, lambda *_: stop.set())
+            web = serve_web(application, host, port, stop)
+            out.print(f"unsubscribe endpoint on http://{host}:{web.port}/u/… (public_url: {application.settings.workspace.public_url}). Ctrl-C stops.")
+            try:
+                while not stop.wait(1):
+                    pass
+            except KeyboardInterrupt:
+                stop.set()
+            web.thread.join(5)
+    except OSError as exc:
+        _fail(ConfigError(Problem(Location("--listen"), f"cannot listen on {listen}: {exc.strerror or exc}; choose another port")))
+    except OutreachError as exc:
+        _fail(exc)
+
+
+@app.command()
+def poll(
+    workspace: WorkspaceOpt = None,
+    once: Annotated[bool, typer.Option("--once", help="One pass over every mailbox, then exit.")] = False,
+    interval: Annotated[float, typer.Option(help="Seconds between passes where the server has no IDLE.")] = 30.0,
+) -> None:
+    """Read every mailbox's INBOX and Sent folder: replies, auto-replies, bounces and opt-outs are
+    recorded once and acted on (IDLE where the server offers it; Ctrl-C stops)."""
+    import signal
+    import threading
+
+    from outreach.poller import PollResult, poll_all, start_watchers
+    from outreach.runner import prepare
+
+    def show(address: str, result: PollResult) -> None:
+        if result.recorded or result.resynced:
+            found = ", ".join(f"{count} {kind.replace('_', '-')}" for kind, count in sorted(result.recorded.items()))
+            out.print(f"{address}: {result.seen} new message(s){'; ' + found if found else ''}{'; re-read ' + ', '.join(result.resynced) if result.resynced else ''}")
+
+    try:
+        with _app(workspace) as application:
+            prepare(application)
+            if once:
+                for address, result in poll_all(application).items():
+                    show(address, result)
+                    if not result.recorded:
+                        out.print(f"{address}: {result.seen} new message(s), none about our leads")
+                return
+            stop = threading.Event()
+            signal.signal(signal.SIGTERM, lambda *_: stop.set())
+            watchers = start_watchers(application, stop, interval=interval, on_result=show)
+            if not watchers:
+                raise ConfigError(Problem(Location(str(application.settings.root / "outreach.yaml")), "no mailbox has imap settings; add an imap: section to the mailboxes to watch"))
+            out.print(f"watching {len(watchers)} mailbox(es). Ctrl-C stops.")
+            try:
+                while not stop.wait(1):
+                    pass
+            except KeyboardInterrupt:
+                stop.set()
+            for watcher in watchers:
+                watcher.join(15)
     except OutreachError as exc:
         _fail(exc)
 

@@ -125,7 +125,10 @@ def _check_mailbox(app: App, work: _Work, now: dt.datetime) -> Outcome | None:
     if work.is_follow_up and store is not None:
         found = store.replies(work.thread_ids, work.lead_email)
         if found:
-            return _one(app, work.pk, lambda s, m: _cancel_for_reply(app, s, m, now, found[0]))
+            from outreach.poller import read_now  # the inbound path: it classifies, records and acts
+
+            read_now(app, work.mailbox, [f.uid for f in found])
+            return _one(app, work.pk, lambda s, m: _after_answer(s, m, now))
     if work.rendered is None:
         return Outcome.FAILED
     return None
@@ -152,7 +155,7 @@ def _send(app: App, work: _Work, now: dt.datetime) -> _Result:
     return _Result(work, email)
 
 
-def _one(app: App, pk: int, change: Callable[[Session, Message], Outcome]) -> Outcome:
+def _one(app: App, pk: int, change: Callable[[Session, Message], Outcome | None]) -> Outcome | None:
     """Apply one change to one message that is not finished yet, in its own transaction."""
     with transaction(app.sessions) as session:
         message = session.get(Message, pk)
@@ -392,15 +395,17 @@ def _bounce(app: App, session: Session, message: Message, now: dt.datetime, exc:
     return Outcome.BOUNCED
 
 
-def _cancel_for_reply(app: App, session: Session, message: Message, now: dt.datetime, found: object) -> Outcome:
+def _after_answer(session: Session, message: Message, now: dt.datetime) -> Outcome | None:
+    """The lead wrote in this thread: no follow-up if that stopped the enrollment; later if it paused it."""
     enrollment = message.enrollment
-    message.status = "cancelled"
-    message.error = "the lead answered in this thread before it was sent"
-    if enrollment is not None:
-        app.feed(session, enrollment, eng.Replied(at=now))
-    _log_event(session, message, now, "reply", f"answer found in the thread before {message.step_key}: {getattr(found, 'subject', '')}", uid=getattr(found, "uid", None), reply_message_id=getattr(found, "message_id", None))
-    log.info("message %d cancelled: the lead answered", message.id)
-    return Outcome.CANCELLED
+    if enrollment is None or enrollment.phase == eng.Phase.STOPPED.value:
+        return _set_cancelled(session, message, now, "the lead answered in this thread before it was sent")
+    if enrollment.phase == eng.Phase.PAUSED.value and enrollment.next_action_at is not None and enrollment.next_action_at > now:
+        message.not_before = enrollment.next_action_at
+        message.enqueued_at = None
+        _log_event(session, message, now, "send-deferred", f"{message.step_key} waits until {enrollment.next_action_at:%Y-%m-%d %H:%M} UTC: the sequence is paused")
+        return Outcome.DEFERRED
+    return None
 
 
 def _copy_to_sent(app: App, results: list[_Result], now: dt.datetime) -> None:

@@ -278,6 +278,14 @@ class App:
             self._store_state(session, enrollment, after, seq)
         return after, actions
 
+    def feed_lead(self, session: Session, lead: Lead, event: eng.Event, *, active_only: bool = False) -> list[Enrollment]:
+        """One event for every running enrollment of a lead: an answer in any thread ends (or pauses) them all."""
+        phases = (eng.Phase.ACTIVE.value, eng.Phase.WAITING.value) if active_only else ACTIVE_PHASES
+        enrollments = list(session.scalars(select(Enrollment).where(Enrollment.lead_id == lead.id, Enrollment.phase.in_(phases)).order_by(Enrollment.id)))
+        for enrollment in enrollments:
+            self.feed(session, enrollment, event)
+        return enrollments
+
     def context(self, session: Session, seq: Sequence, lead: Lead, mailbox: Mailbox | None, step_id: str) -> dict[str, Any]:
         return {
             "lead": lead_context(lead),
@@ -551,6 +559,14 @@ def save_state(enrollment: Enrollment, state: eng.State, next_action_at: dt.date
     if state.phase in eng.TERMINAL and enrollment.ended_at is None:
         enrollment.ended_at = at
     enrollment.lead.status = state.crm_status.value
+
+
+def suppress(session: Session, email: str, reason: str, source: str, at: dt.datetime) -> bool:
+    """Never mail this address again; False when it already was."""
+    if session.scalar(select(Suppression.id).where(Suppression.email == email)) is not None:
+        return False
+    session.add(Suppression(email=email, reason=reason, source=source[:2000], created_at=at))
+    return True
 
 
 def record(session: Session, enrollment: Enrollment | None, at: dt.datetime, kind: str, key_points: str, *, channel: str = "system", lead_id: int | None = None, **data: object) -> None:

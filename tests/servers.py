@@ -165,7 +165,17 @@ class Dovecot:
         wait_port(self.port)
         return self
 
+    def restart(self) -> None:
+        """Stop the server and start it again on the same port and mail store (clients are cut off)."""
+        self._kill()
+        subprocess.run([self._binary, "-c", str(self.root / "dovecot.conf")], check=True)
+        wait_port(self.port)
+
     def stop(self) -> None:
+        self._kill()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    def _kill(self) -> None:
         pid_file = self.root / "run" / "master.pid"
         if pid_file.exists():
             pid = int(pid_file.read_text().strip())
@@ -176,7 +186,6 @@ class Dovecot:
                     time.sleep(0.05)
             except ProcessLookupError:
                 pass
-        shutil.rmtree(self.root, ignore_errors=True)
 
     def client(self, user: str):  # type: ignore[no-untyped-def]
         from imapclient import IMAPClient

@@ -230,3 +230,42 @@ class Suppression(Base):
     reason: Mapped[str] = mapped_column(String(32))
     source: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[dt.datetime]
+
+
+class FolderCursor(Base):
+    """How far the poller has read one IMAP folder: moved in the same transaction as what it read."""
+
+    __tablename__ = "folder_cursor"
+    __table_args__ = (UniqueConstraint("mailbox_id", "folder"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    mailbox_id: Mapped[int] = mapped_column(ForeignKey("mailbox.id"))
+    folder: Mapped[str] = mapped_column(String(200))
+    uidvalidity: Mapped[int] = mapped_column(BigInteger)
+    last_uid: Mapped[int] = mapped_column(BigInteger, default=0)
+    updated_at: Mapped[dt.datetime]
+
+
+class InboundMail(Base):
+    """An email that reached one of our mailboxes and mattered: recorded once, whichever mailbox
+    and folder it was seen in, by its Message-ID (or a digest of it for mail without one)."""
+
+    __tablename__ = "inbound_mail"
+    __table_args__ = (Index("ix_inbound_mail_lead", "lead_id", "received_at"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key: Mapped[str] = mapped_column(String(998), unique=True)  # the Message-ID, or "digest:<sha256>"
+    message_id: Mapped[str | None] = mapped_column(String(998))
+    mailbox_id: Mapped[int | None] = mapped_column(ForeignKey("mailbox.id"))
+    folder: Mapped[str] = mapped_column(String(200), default="INBOX")
+    uid: Mapped[int | None] = mapped_column(BigInteger)
+    kind: Mapped[str] = mapped_column(String(32))  # reply | auto_reply | bounce | unsubscribe | complaint | delivery_notice | own_reply | quarantined
+    lead_id: Mapped[int | None] = mapped_column(ForeignKey("lead.id", ondelete="SET NULL"))
+    enrollment_id: Mapped[int | None] = mapped_column(ForeignKey("enrollment.id", ondelete="SET NULL"))
+    thread_id: Mapped[int | None] = mapped_column(ForeignKey("thread.id", ondelete="SET NULL"))
+    matched_by: Mapped[str] = mapped_column(String(32), default="")  # headers | bounce-report | lead-subject | domain-subject | recipient | ""
+    sender: Mapped[str] = mapped_column(String(320), default="")
+    subject: Mapped[str] = mapped_column(String(998), default="")
+    received_at: Mapped[dt.datetime]
+    seen_at: Mapped[dt.datetime]
+    new_text: Mapped[str] = mapped_column(Text, default="")
+    evidence: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    error: Mapped[str | None] = mapped_column(Text)  # why it was quarantined

@@ -117,7 +117,7 @@ def test_a_reply_a_second_before_the_follow_up_stops_it(pipeline: Pipeline, smtp
         assert enrollment.phase == "stopped" and enrollment.lead.status == "Active"
         cancelled = session.scalars(select(Message).where(Message.enrollment_id == enrollment.id, Message.status == "cancelled")).one()
         assert cancelled.step_key == "proposal-check"
-        assert session.scalars(select(Event).where(Event.enrollment_id == enrollment.id, Event.kind == "reply")).one().data["reply_message_id"] == "<reply-1@acme.example>"
+        assert session.scalars(select(Event).where(Event.enrollment_id == enrollment.id, Event.kind == "reply")).one().data["message_id"] == "<reply-1@acme.example>"
     # the other leads went on
     assert len({r.recipients[0] for r in smtp_server.received}) == 12
 

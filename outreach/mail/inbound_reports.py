@@ -1,0 +1,405 @@
+"""Delivery reports and complaints: bounces (hard or soft), delay and success notices, feedback reports.
+
+RFC 3464 delivery-status parts are read here field by field, because they carry what decides hard
+against soft: the per-recipient Action and Status. flufl.bounce (GNU Mailman's detectors for the
+many non-standard bounce formats real servers send) finds the failed recipients of the rest; what
+it does not give (the status class, SMTP reply codes in the text, Amazon SES notifications,
+Microsoft's complaint format) is added here. Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from email.message import Message
+from email.parser import HeaderParser
+from email.utils import getaddresses
+from typing import Literal
+
+from flufl.bounce import all_failures
+
+from outreach.mail import inbound_mime as mime
+
+log = logging.getLogger(__name__)
+
+_STATUS = re.compile(r"(?<![\d.])([245])\.(\d{1,3})\.(\d{1,3})(?![\d.])")
+_REPLY_CODE = re.compile(r"(?<![\w.\-/])([45])[0-5]\d(?=[\s\-,;]|$)(?![\-:.]\d)", re.MULTILINE)
+_FAILED_ACTIONS = ("failed", "failure", "error", "undeliverable", "expired")
+_DAEMON = re.compile(r"^(mailer[-_]?daemon|mail-daemon|post_?master|mdaemon)@", re.IGNORECASE)
+_DAEMON_NAME = re.compile(r"mail deliver(y)? (sub)?system|postmaster|mailer-daemon|mail administrator", re.IGNORECASE)
+_TEXT_ADDRESS = re.compile(r"[\w.+'=-]+@[\w-]+(?:\.[\w-]+)+")
+_BOUNCE_SUBJECT = re.compile(
+    r"undeliver|undelivered|delivery (status notification|failure|failed|has failed|problem)|failure notice|"
+    r"returned mail|mail delivery (failed|failure|error|system)|could not be delivered|delivery error|"
+    r"mail (system )?(error|failure)|non[- ]?delivery|nondeliverable|rejected|bounce|permanent error|"
+    r"delivery notification|unzustellbar|non remis|no entregado|niet bezorgd|non recapitabile",
+    re.IGNORECASE,
+)
+_WARNING_SUBJECT = re.compile(
+    r"^\s*warning\b|notification: warning|\(delay\)|\bdelayed\b|still (being retried|undelivered)|will retry",
+    re.IGNORECASE,
+)
+_BOUNCE_TEXT = re.compile(
+    r"could not be delivered|undeliverable|delivery (has )?failed|permanent (error|failure)|returned to sender|"
+    r"was not delivered|failed to deliver|delivery to the following recipients? failed",
+    re.IGNORECASE,
+)
+_RETURNED_COPY = re.compile(
+    r"^(Received|Return-Path|DKIM-Signature|Message-I[Dd]|MIME-Version|X-Received)\s*:"
+    r"|^\s*[-=*]{2,}.*(original|copy|returned|follows|headers).*$|^\s*original message headers",
+    re.IGNORECASE | re.MULTILINE,
+)
+_TRANSIENT_WORDS = re.compile(
+    r"(temporar\w*|try again later|retry time\w*|expired|timed? ?out|time-?out|too many (connections|recipients)|"
+    r"deferred|greylist\w*|could not send (mail )?for past|still undelivered|connection refused)(?![@\w])",
+    re.IGNORECASE,
+)
+_Q = r'\\?"'  # SNS wraps the SES notification as a JSON string, so its quotes may come escaped
+_SES = re.compile(rf"{_Q}notificationType{_Q}\s*:\s*{_Q}(Bounce|Complaint|Delivery){_Q}")
+_ORIGINAL_ID = re.compile(r"^\s*Message-I[Dd]\s*:\s*(<[^<>\s]+>)", re.MULTILINE)
+_DESCRIPTIONS = {
+    "1.1": "bad destination mailbox address",
+    "1.2": "bad destination system address",
+    "1.3": "bad destination mailbox address syntax",
+    "1.6": "destination mailbox has moved",
+    "1.10": "recipient address has null MX",
+    "2.1": "mailbox disabled",
+    "2.2": "mailbox full",
+    "2.3": "message length exceeds administrative limit",
+    "3.4": "message too big for system",
+    "4.1": "no answer from host",
+    "4.4": "unable to route",
+    "4.7": "delivery time expired",
+    "5.3": "too many recipients",
+    "7.1": "delivery not authorized, message refused",
+    "7.26": "message failed sender authentication (DMARC)",
+}
+
+
+@dataclass(frozen=True)
+class Recipient:
+    """One recipient's line in a delivery report."""
+
+    address: str
+    action: str
+    status: str
+    diagnostic: str
+
+
+@dataclass(frozen=True)
+class Report:
+    """What a delivery report or complaint says: the caller turns it into a Classification."""
+
+    kind: Literal["bounce", "complaint", "delivery_notice"]
+    hard: bool | None = None
+    recipients: tuple[str, ...] = ()
+    status: str | None = None
+    reason: str = ""
+    evidence: dict[str, str] = field(default_factory=dict)
+
+
+def detect(msg: Message, text: str) -> Report | None:
+    """The report this message is, or None for any other mail. `text` is its human-readable body."""
+    return (
+        _feedback_report(msg)
+        or _ses_notification(text)
+        or _delivery_status(msg, text)
+        or _nonstandard(msg, text)
+    )
+
+
+def original_message_id(msg: Message, text: str) -> str | None:
+    """The Message-ID of the message a report is about: from the returned copy or its quoted headers."""
+    for attached in mime.attached_messages(msg):
+        ids = mime.message_ids(mime.header(attached, "Message-ID"))
+        if ids:
+            return ids[0]
+    found = _ORIGINAL_ID.search(text)
+    return found.group(1) if found else None
+
+
+# -- complaints ---------------------------------------------------------------------------------
+
+
+def _feedback_report(msg: Message) -> Report | None:
+    """RFC 5965 abuse reports, and Microsoft's older JMRP form (the complained-of message attached)."""
+    for part in mime.parts(msg):
+        if part.get_content_type() == "message/feedback-report":
+            fields = _blocks(part)
+            first = fields[0] if fields else Message()
+            recipients = mime.addresses(first, "Original-Rcpt-To", "Removal-Recipient") or _original_to(msg)
+            feedback = mime.header(first, "Feedback-Type") or "abuse"
+            return Report(
+                "complaint",
+                recipients=recipients,
+                reason=f"feedback report: {feedback}",
+                evidence={"detector": "rfc5965", "feedback_type": feedback},
+            )
+    for attached in mime.attached_messages(msg):
+        reporter = mime.header(attached, "X-HmXmrOriginalRecipient")
+        if reporter:
+            return Report(
+                "complaint",
+                recipients=(reporter.lower(),),
+                reason="complaint (Microsoft JMRP)",
+                evidence={"detector": "jmrp", "header": "X-HmXmrOriginalRecipient"},
+            )
+    return None
+
+
+def _ses_notification(text: str) -> Report | None:
+    """Amazon SES notifications sent on by email: JSON, often wrapped, so read field by field."""
+    found = _SES.search(text)
+    if found is None:
+        return None
+    kind = found.group(1)
+    evidence = {"detector": "amazon-ses", "notificationType": kind}
+    if kind == "Complaint":
+        return Report("complaint", recipients=_json_addresses(text, "emailAddress"), reason="complaint (Amazon SES)",
+                      evidence=evidence)
+    if kind == "Delivery":
+        return Report("delivery_notice", recipients=_json_addresses(text, "recipients"),
+                      reason="delivered (Amazon SES)", evidence=evidence)
+    bounce_type = re.search(rf"{_Q}bounceType{_Q}\s*:\s*{_Q}(\w+)", text)
+    status = _code(text)
+    hard = bounce_type.group(1) == "Permanent" if bounce_type else (status is None or status.startswith("5"))
+    evidence["bounceType"] = bounce_type.group(1) if bounce_type else ""
+    return Report("bounce", hard=hard, recipients=_json_addresses(text, "emailAddress"), status=status,
+                  reason=_describe(status, hard), evidence=evidence)
+
+
+def _json_addresses(text: str, key: str) -> tuple[str, ...]:
+    """The addresses in a JSON field's value (a string or a list of strings), wherever the field occurs."""
+    values = re.findall(rf"{_Q}{key}{_Q}\s*:\s*(\[[^\]]*\]|{_Q}[^\"\\]*)", text)
+    return _unique(a.lower() for value in values for a in _TEXT_ADDRESS.findall(value))
+
+
+# -- RFC 3464 -----------------------------------------------------------------------------------
+
+
+def _delivery_status(msg: Message, text: str) -> Report | None:
+    """A report with message/delivery-status parts: failed recipients make a bounce, else a notice."""
+    recipients = list(_dsn_recipients(msg))
+    if not recipients:
+        return None
+    failed = [r for r in recipients if _failed(r)]
+    if not failed:
+        actions = sorted({r.action or "unknown" for r in recipients})
+        return Report(
+            "delivery_notice",
+            recipients=_unique(r.address for r in recipients),
+            status=next((code for r in recipients if (code := _code(r.status))), None),
+            reason="delivery delayed, still being retried" if "delayed" in actions else "delivered",
+            evidence={"detector": "rfc3464", "action": ",".join(actions)},
+        )
+    words = _own_words(text)
+    status, source = _failure_status(failed, words)
+    hard = _hard(status, " ".join(r.diagnostic for r in failed) + "\n" + words)
+    diagnostic = next((r.diagnostic for r in failed if r.diagnostic), "")
+    evidence = {"detector": "rfc3464", "action": "failed", "status_from": source}
+    if diagnostic:
+        evidence["diagnostic"] = diagnostic[:300]
+    return Report(
+        "bounce",
+        hard=hard,
+        recipients=_unique(r.address for r in failed) or _original_to(msg),
+        status=status,
+        reason=_describe(status, hard, diagnostic),
+        evidence=evidence,
+    )
+
+
+def _dsn_recipients(msg: Message) -> Iterator[Recipient]:
+    for part in mime.parts(msg):
+        if part.get_content_type() not in ("message/delivery-status", "message/global-delivery-status"):
+            continue
+        for block in _blocks(part):
+            address = _recipient_address(block)
+            action = mime.header(block, "Action").lower().split(" ", 1)[0].strip(";,")
+            status = mime.header(block, "Status")
+            if address or action or status:
+                yield Recipient(address, action, status, mime.header(block, "Diagnostic-Code"))
+
+
+def _blocks(part: Message) -> list[Message]:
+    """The header blocks of a delivery-status or feedback-report part, however the parser left them."""
+    payload = part.get_payload()
+    if isinstance(payload, list):
+        return [p for p in payload if isinstance(p, Message)]
+    chunks = re.split(r"\n\s*\n", mime.decode(part).replace("\r\n", "\n"))
+    return [HeaderParser(policy=mime.POLICY).parsestr(c.strip() + "\n") for c in chunks if c.strip()]
+
+
+def _recipient_address(block: Message) -> str:
+    for name in ("Original-Recipient", "Final-Recipient", "X-Actual-Recipient"):
+        value = mime.header(block, name)
+        if not value:
+            continue
+        address = value.split(";", 1)[-1].strip().strip("<>").strip().lower()
+        if mime.ADDRESS.fullmatch(address):
+            return address
+    return ""
+
+
+def _failed(recipient: Recipient) -> bool:
+    if recipient.action:
+        return recipient.action.startswith(_FAILED_ACTIONS)
+    status = _STATUS.search(recipient.status)
+    return status is not None and status.group(1) in "45"
+
+
+def _failure_status(failed: list[Recipient], text: str) -> tuple[str | None, str]:
+    """The enhanced status code that says why delivery failed, and where it was found."""
+    for source in ("Status", "Diagnostic-Code"):
+        for recipient in failed:
+            code = _code(recipient.status if source == "Status" else recipient.diagnostic)
+            if code and not code.startswith("2"):
+                return code, source
+    return _text_status(" ".join(r.diagnostic for r in failed)) or _text_status(text), "text"
+
+
+# -- everything else ----------------------------------------------------------------------------
+
+
+def _nonstandard(msg: Message, text: str) -> Report | None:
+    """Bounces without a delivery-status part.
+
+    flufl.bounce's detectors find the recipients; since its loosest heuristics also fire on
+    ordinary mail (and read every line of every part), they run only on a message that looks like a
+    report: from a mailer daemon, with a null sender, a bounce subject, a multipart/report type or
+    the returned message attached.
+    """
+    failed_header = mime.addresses(msg, "X-Failed-Recipients")
+    subject = mime.header(msg, "Subject")
+    daemon = _from_daemon(msg)
+    null_sender = msg.get("Return-Path") is not None and mime.header(msg, "Return-Path").strip("<> ") == ""
+    returned = any(True for _ in mime.attached_messages(msg))
+    bounce_subject = bool(_BOUNCE_SUBJECT.search(mime.own_subject(subject)))
+    report_like = daemon or null_sender or bounce_subject or returned or msg.get_content_type() == "multipart/report"
+    temporary, permanent = _flufl(msg) if report_like or failed_header else ((), ())
+    if failed_header:
+        detector = "X-Failed-Recipients"
+    elif daemon:
+        detector = "mailer-daemon sender"
+    elif permanent or temporary:
+        detector = "flufl.bounce"
+    elif bounce_subject and (null_sender or returned or _codes_in(text)):
+        detector = "subject"
+    elif returned and (null_sender or _BOUNCE_TEXT.search(text[:5000])):
+        detector = "message returned"
+    else:
+        return None
+    evidence = {"detector": detector, "subject": subject[:200]}
+    if not failed_header and ((temporary and not permanent) or (daemon and _WARNING_SUBJECT.search(subject))):
+        return Report("delivery_notice", recipients=temporary or _original_to(msg),
+                      reason="delivery delayed, still being retried", evidence=evidence)
+    words = _own_words(text)
+    ours = set(mime.addresses(msg, "To"))
+    recipients = (
+        _unique([*permanent, *temporary, *failed_header])
+        or _original_to(msg)
+        or _unique(a for a in _addresses_near_errors(words) if a not in ours)
+        or _inline_original_to(text[len(words) :])
+    )
+    status = _text_status(words)
+    hard = _hard(status, words)
+    return Report("bounce", hard=hard, recipients=recipients, status=status, reason=_describe(status, hard),
+                  evidence=evidence)
+
+
+def _flufl(msg: Message) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(temporary, permanent) failed recipients by flufl.bounce, as lower-cased text.
+
+    One of its detectors fails, and logs an error, on a message without a From header; no bounce
+    comes without one, so such a message is not shown to it.
+    """
+    if not getaddresses([str(msg.get("From", ""))]):
+        return (), ()
+    try:
+        temporary, permanent = all_failures(msg)
+    except Exception:  # a detector tripping on a malformed message is no reason to lose the message
+        log.debug("flufl.bounce could not read the message", exc_info=True)
+        return (), ()
+    return _decoded(temporary), _decoded(permanent)
+
+
+def _decoded(addresses: Iterable[bytes]) -> tuple[str, ...]:
+    found = (a.decode("ascii", "replace").strip("<>").lower() for a in addresses)
+    return tuple(sorted(a for a in found if mime.ADDRESS.fullmatch(a)))
+
+
+def _from_daemon(msg: Message) -> bool:
+    sender = mime.addresses(msg, "From")
+    name = mime.header(msg, "From")
+    return bool(sender and _DAEMON.match(sender[0])) or bool(_DAEMON_NAME.search(name))
+
+
+def _codes_in(text: str) -> bool:
+    return bool(_STATUS.search(text)) or bool(_REPLY_CODE.search(text))
+
+
+def _code(text: str) -> str | None:
+    """The enhanced status code ('5.1.1') in a field, if there is one."""
+    found = _STATUS.search(text)
+    return found.group(0) if found else None
+
+
+def _text_status(text: str) -> str | None:
+    """The first failure status code in free text: an enhanced code, else an SMTP reply code's class."""
+    for found in _STATUS.finditer(text):
+        if found.group(1) in "45":
+            return found.group(0)
+    reply = _REPLY_CODE.search(text)
+    return f"{reply.group(1)}.0.0" if reply else None
+
+
+def _hard(status: str | None, text: str) -> bool:
+    """Permanent (5.x.x) against transient (4.x.x); without a code, permanent unless the text says otherwise."""
+    if status:
+        return status.startswith("5")
+    return not _TRANSIENT_WORDS.search(text)
+
+
+def _own_words(text: str) -> str:
+    """The report's own words, without the returned copy of our message that often follows them."""
+    found = _RETURNED_COPY.search(text)
+    return text[: found.start()] if found else text
+
+
+def _describe(status: str | None, hard: bool, diagnostic: str = "") -> str:
+    """'permanent failure; 5.1.1; bad destination mailbox address; <what the server said>'."""
+    kind = "permanent failure" if hard else "temporary failure"
+    detail = _DESCRIPTIONS.get(status.split(".", 1)[1]) if status else None
+    text = diagnostic.split(";", 1)[-1].strip() if diagnostic else ""
+    return "; ".join(p for p in (kind, status or "", detail or "", text[:200]) if p)
+
+
+def _original_to(msg: Message) -> tuple[str, ...]:
+    for attached in mime.attached_messages(msg):
+        found = mime.addresses(attached, "To")
+        if found:
+            return found
+    return ()
+
+
+def _inline_original_to(copy: str) -> tuple[str, ...]:
+    """The To: of a returned copy pasted into the report's text."""
+    found = re.search(r"^To:\s*(.+)$", copy, re.MULTILINE)
+    return _unique(a.lower() for a in _TEXT_ADDRESS.findall(found.group(1))) if found else ()
+
+
+def _addresses_near_errors(text: str) -> tuple[str, ...]:
+    """Addresses on lines that also hold an error code or an angle-bracketed address, in order."""
+    found = []
+    for line in text.splitlines():
+        if re.search(r"message-id|in-reply-to|references", line, re.IGNORECASE):
+            continue
+        if _codes_in(line) or re.search(r"<[^<>\s]+@[^<>\s]+>", line):
+            found += _TEXT_ADDRESS.findall(line)
+    return _unique(a.lower() for a in found)
+
+
+def _unique(addresses: Iterable[str]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(a for a in addresses if a))

@@ -1,0 +1,554 @@
+"""The IMAP poller: every answer that reaches a mailbox is read, classified, matched and acted on, once.
+
+Per mailbox and folder a cursor (UIDVALIDITY, last UID read) says how far it got. New mail is
+read headers first; bodies are fetched only for mail that may concern us (it refers to a message
+we sent, comes from a lead or a lead's company, or looks like a report or an auto-reply). Each
+chunk of messages is recorded in one transaction together with the cursor's move, so a crash
+re-reads the chunk and the unique key on inbound mail (its Message-ID, else a digest) records
+nothing twice. A new UIDVALIDITY re-reads the folder since our first send, with the same guard.
+A message that breaks the processing is quarantined (kept, with the error) and the poller goes on.
+
+INBOX brings replies, auto-replies, bounces and opt-outs; the Sent folder brings the owner's own
+answers, logged as contacts with the time the lead waited for them. Our own sequence mail in
+Sent is recognised by its Message-ID and never counts.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from email.parser import BytesHeaderParser
+from email.utils import getaddresses
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from outreach.config import MailboxConfig
+from outreach.db.models import Enrollment, FolderCursor, InboundMail, Lead, Mailbox, Message, Task, Thread
+from outreach.db.session import transaction
+from outreach.mail import inbound as inb
+from outreach.mail.compose import base_subject
+from outreach.mail.reader import Fetched, FolderReader, FolderState
+from outreach.mail.transport import TemporaryFailure
+from outreach.sequences import engine as eng
+from outreach.service import App, record, suppress
+
+log = logging.getLogger(__name__)
+
+CHUNK = 200  # messages per FETCH and per transaction
+BODY_LIMIT = 1024 * 1024  # bytes of a message read: every text part and report, not a large attachment
+IDLE_TURN = 5.0  # seconds per IDLE turn
+SOFT_BOUNCE_LIMIT = 3  # soft bounces to one address before it is treated as hard
+THREAD_SPAN = dt.timedelta(days=120)  # how long after our last message a subject-only match still counts
+_REPORT_SENDERS = ("mailer-daemon", "postmaster", "mail-daemon", "mailerdaemon", "bounce", "noreply", "no-reply")
+_AUTO_HEADERS = ("auto-submitted", "x-autoreply", "x-autorespond", "x-ms-exchange-inbox-rules-loop", "x-ms-exchange-generated-message-source", "x-auto-response")
+_FREE_MAIL = frozenset({"gmail.com", "googlemail.com", "yahoo.com", "hotmail.com", "outlook.com", "live.com", "aol.com", "icloud.com", "me.com", "proton.me", "protonmail.com", "gmx.de", "gmx.net", "web.de", "mail.ru", "yandex.ru", "qq.com", "163.com", "rediffmail.com"})
+
+
+@dataclass
+class PollResult:
+    seen: int = 0
+    recorded: Counter[str] = field(default_factory=Counter)
+    quarantined: int = 0
+    resynced: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Match:
+    lead: Lead
+    enrollment: Enrollment | None
+    thread: Thread | None
+    how: str
+
+
+class MailboxPoller:
+    """Reads one mailbox's INBOX and Sent folder. One connection; one thread at a time."""
+
+    def __init__(self, app: App, config: MailboxConfig, *, reader: FolderReader | None = None) -> None:
+        if config.imap is None:
+            raise ValueError(f"mailbox {config.address} has no imap settings")
+        self.app = app
+        self.config = config
+        self.address = config.address.lower()
+        self.reader = reader or FolderReader(config.imap)
+
+    @property
+    def folders(self) -> tuple[str, str]:
+        assert self.config.imap is not None
+        return (self.config.imap.sent_folder, "INBOX")  # INBOX last: it stays selected for IDLE
+
+    def poll(self) -> PollResult:
+        result = PollResult()
+        for folder in self.folders:
+            self._poll_folder(folder, result)
+        return result
+
+    @property
+    def can_idle(self) -> bool:
+        return self.reader.can_idle
+
+    def wait(self, seconds: float) -> bool:
+        """IDLE on INBOX for up to `seconds`; True when new mail arrived."""
+        if self.reader.folder != "INBOX":
+            self.reader.open("INBOX")
+        return self.reader.idle(seconds)
+
+    def close(self) -> None:
+        self.reader.close()
+
+    def take(self, folder: str, uids: Sequence[int]) -> PollResult:
+        """Read these messages now, ahead of the cursor (which passes them later and finds them recorded)."""
+        result = PollResult()
+        self.reader.open(folder)
+        fetched = self.reader.headers(uids)
+        bodies = self.reader.bodies([item.uid for item in fetched], BODY_LIMIT)
+        with transaction(self.app.sessions) as session:
+            mailbox_pk = session.scalar(select(Mailbox.id).where(Mailbox.address == self.address))
+            assert mailbox_pk is not None
+            for item in fetched:
+                result.seen += 1
+                kind = self._process(session, mailbox_pk, folder, item, bodies[item.uid]) if item.uid in bodies else None
+                if kind is not None:
+                    result.recorded[kind] += 1
+        return result
+
+    # -- reading -------------------------------------------------------------------------------
+
+    def _poll_folder(self, folder: str, result: PollResult) -> None:
+        with self.app.sessions() as session:
+            mailbox = session.scalar(select(Mailbox).where(Mailbox.address == self.address))
+            if mailbox is None:
+                raise ValueError(f"mailbox {self.address} is not in the database; run the scheduler once (it syncs the team)")
+            mailbox_pk = mailbox.id
+            cursor = session.scalar(select(FolderCursor).where(FolderCursor.mailbox_id == mailbox_pk, FolderCursor.folder == folder))
+            known = (cursor.uidvalidity, cursor.last_uid) if cursor else None
+        if self.reader.folder == folder and known is not None and self.reader.uidvalidity == known[0]:
+            # selected (as INBOX is between IDLEs): a NOOP brings the view up to date, cheaply
+            self.reader.refresh()
+            state = FolderState(known[0], 0, 0)
+        else:
+            # STATUS costs the same whatever the folder's size; SELECT does not (Dovecot re-reads a maildir)
+            state = self.reader.status(folder)
+            if known is not None and known[0] == state.uidvalidity and state.uidnext - 1 <= known[1]:
+                return
+            state = self.reader.open(folder)
+        if known is not None and known[0] == state.uidvalidity:
+            uids = self.reader.uids_after(known[1])
+        else:
+            if known is not None:
+                log.warning("%s %s: UIDVALIDITY changed (%d -> %d); reading the folder again since our first message", self.address, folder, known[0], state.uidvalidity)
+                result.resynced.append(folder)
+            with self.app.sessions() as session:
+                first_sent = session.scalar(select(func.min(Message.sent_at)).where(Message.mailbox_id == mailbox_pk, Message.direction == "out", Message.sent_at.is_not(None)))
+            uids = self.reader.uids_since((first_sent - dt.timedelta(days=1)).date()) if first_sent else []
+            if not uids:
+                self._move_cursor(mailbox_pk, folder, state.uidvalidity, state.uidnext - 1)
+        for start in range(0, len(uids), CHUNK):
+            chunk = uids[start : start + CHUNK]
+            self._read_chunk(mailbox_pk, folder, state.uidvalidity, chunk, result)
+
+    def _read_chunk(self, mailbox_pk: int, folder: str, uidvalidity: int, uids: Sequence[int], result: PollResult) -> None:
+        fetched = self.reader.headers(uids)
+        with self.app.sessions() as session:
+            wanted = self._wanted(session, folder, fetched)
+        bodies = self.reader.bodies(wanted, BODY_LIMIT)
+        with transaction(self.app.sessions) as session:
+            for item in fetched:
+                raw = bodies.get(item.uid)
+                result.seen += 1
+                if raw is None:
+                    continue
+                kind = self._process(session, mailbox_pk, folder, item, raw)
+                if kind is not None:
+                    result.recorded[kind] += 1
+                    result.quarantined += kind == "quarantined"
+            self._set_cursor(session, mailbox_pk, folder, uidvalidity, max(uids))
+
+    def _move_cursor(self, mailbox_pk: int, folder: str, uidvalidity: int, last_uid: int) -> None:
+        with transaction(self.app.sessions) as session:
+            self._set_cursor(session, mailbox_pk, folder, uidvalidity, last_uid)
+
+    def _set_cursor(self, session: Session, mailbox_pk: int, folder: str, uidvalidity: int, last_uid: int) -> None:
+        cursor = session.scalar(select(FolderCursor).where(FolderCursor.mailbox_id == mailbox_pk, FolderCursor.folder == folder))
+        now = self.app.clock.now()
+        if cursor is None:
+            session.add(FolderCursor(mailbox_id=mailbox_pk, folder=folder, uidvalidity=uidvalidity, last_uid=max(last_uid, 0), updated_at=now))
+        else:
+            if cursor.uidvalidity != uidvalidity:
+                cursor.uidvalidity, cursor.last_uid = uidvalidity, 0
+            cursor.last_uid = max(cursor.last_uid, last_uid)
+            cursor.updated_at = now
+
+    def _wanted(self, session: Session, folder: str, fetched: list[Fetched]) -> list[int]:
+        """The messages worth a body: those that may concern one of our threads, leads or sends."""
+        parsed = {item.uid: BytesHeaderParser().parsebytes(item.header) for item in fetched}
+        refs: set[str] = set()
+        people: set[str] = set()
+        for headers in parsed.values():
+            refs.update(_ids(headers))
+            people.update(_addresses(headers, "To", "Cc") if folder != "INBOX" else _addresses(headers, "From", "Reply-To"))
+        ours = set(session.scalars(select(Message.message_id).where(Message.message_id.in_(refs)))) if refs else set()
+        leads = set(session.scalars(select(Lead.email).where(Lead.email.in_(people)))) if people else set()
+        domains = {a.rpartition("@")[2] for a in people} - _FREE_MAIL
+        lead_domains = {d for d in domains if session.scalar(select(Lead.id).where(Lead.email.like(f"%@{d}")).limit(1)) is not None} if domains else set()
+        wanted = []
+        for uid, headers in parsed.items():
+            addresses = set(_addresses(headers, "To", "Cc") if folder != "INBOX" else _addresses(headers, "From", "Reply-To"))
+            if ours & set(_ids(headers)) or addresses & leads or {a.rpartition("@")[2] for a in addresses} & lead_domains:
+                wanted.append(uid)
+            elif folder == "INBOX" and (_looks_automatic(headers) or (headers.get("Subject") or "").strip().lower() == "unsubscribe"):
+                wanted.append(uid)
+        return wanted
+
+    # -- one message ---------------------------------------------------------------------------
+
+    def _process(self, session: Session, mailbox_pk: int, folder: str, item: Fetched, raw: bytes) -> str | None:
+        """Record and act on one message; the kind recorded, or None when it does not concern us."""
+        try:
+            with session.begin_nested():
+                return self._handle(session, mailbox_pk, folder, item, raw)
+        except Exception as exc:  # one bad message must not stop the poller: keep it aside, with why
+            log.exception("%s %s UID %d: quarantined", self.address, folder, item.uid)
+            message = inb.parse(raw)
+            key = _key(message)
+            if session.scalar(select(InboundMail.id).where(InboundMail.key == key)) is not None:
+                return None
+            now = self.app.clock.now()
+            session.add(InboundMail(key=key, message_id=message.message_id, mailbox_id=mailbox_pk, folder=folder, uid=item.uid, kind="quarantined", sender=message.from_addr[:320], subject=message.subject[:998], received_at=item.internal_date or now, seen_at=now, error=f"{type(exc).__name__}: {exc}"[:2000]))
+            return "quarantined"
+
+    def _handle(self, session: Session, mailbox_pk: int, folder: str, item: Fetched, raw: bytes) -> str | None:
+        message = inb.parse(raw)
+        key = _key(message)
+        if message.message_id and session.scalar(select(Message.id).where(Message.message_id == message.message_id, Message.direction == "out")) is not None:
+            return None  # one of ours: a sequence email in Sent, or a copy that came back
+        if session.scalar(select(InboundMail.id).where(InboundMail.key == key)) is not None:
+            return None  # recorded before: from another mailbox, or before a restart or a resync
+        now = self.app.clock.now()
+        received = min(item.internal_date or message.date or now, now)  # the server's arrival time, never after the clock
+        if folder != "INBOX":
+            return self._own_reply(session, mailbox_pk, folder, item, message, key, received, now)
+        found = inb.classify(raw, received=received)
+        match = self._match(session, message, found)
+        if match is None:
+            return None  # unrelated: not logged against anyone
+        row = InboundMail(
+            key=key, message_id=message.message_id, mailbox_id=mailbox_pk, folder=folder, uid=item.uid, kind=found.kind.value,
+            lead_id=match.lead.id, enrollment_id=match.enrollment.id if match.enrollment else None, thread_id=match.thread.id if match.thread else None,
+            matched_by=match.how, sender=message.from_addr[:320], subject=message.subject[:998], received_at=received, seen_at=now,
+            new_text=found.new_text, evidence=_evidence(found),
+        )
+        session.add(row)
+        session.flush()
+        act(self.app, session, row, found, match, received)
+        return found.kind.value
+
+    def _own_reply(self, session: Session, mailbox_pk: int, folder: str, item: Fetched, message: inb.Inbound, key: str, sent: dt.datetime, now: dt.datetime) -> str | None:
+        """Mail the owner wrote by hand in one of our threads: a contact, and the lead's wait for it."""
+        if message.from_addr and message.from_addr != self.address:
+            return None
+        match = self._match_outgoing(session, message)
+        if match is None:
+            return None
+        answered = session.scalars(
+            select(InboundMail).where(InboundMail.lead_id == match.lead.id, InboundMail.kind == "reply", InboundMail.received_at <= sent).order_by(InboundMail.received_at.desc()).limit(1)
+        ).first()
+        waited = (sent - answered.received_at).total_seconds() if answered is not None and not answered.evidence.get("answered_at") else None
+        row = InboundMail(key=key, message_id=message.message_id, mailbox_id=mailbox_pk, folder=folder, uid=item.uid, kind="own_reply", lead_id=match.lead.id, enrollment_id=match.enrollment.id if match.enrollment else None, thread_id=match.thread.id if match.thread else None, matched_by=match.how, sender=message.from_addr[:320], subject=message.subject[:998], received_at=sent, seen_at=now, evidence={"response_seconds": waited} if waited is not None else {})
+        session.add(row)
+        if answered is not None and waited is not None:
+            answered.evidence = {**answered.evidence, "answered_at": sent.isoformat(), "response_seconds": waited}
+            for task in session.scalars(select(Task).where(Task.lead_id == match.lead.id, Task.status == "open", Task.step_key.like("answer:%"))):
+                task.status, task.done_at, task.outcome = "done", sent, "answered by email"
+        note = f"answered by email: {message.subject}" + (f" (after {_duration(waited)})" if waited is not None else "")
+        record(session, match.enrollment, sent, "owner-replied", note, channel="email", lead_id=match.lead.id, response_seconds=waited, message_id=message.message_id)
+        return "own_reply"
+
+    # -- matching ------------------------------------------------------------------------------
+
+    def _match(self, session: Session, message: inb.Inbound, found: inb.Classification) -> Match | None:
+        ids = [*message.references, *([message.in_reply_to] if message.in_reply_to else [])]
+        if found.original_message_id:
+            ids.append(found.original_message_id)
+        by_headers = _by_message_ids(session, ids)
+        if by_headers is not None:
+            how = "headers" if by_headers.message_id in (*message.references, message.in_reply_to) else "bounce-report"
+            return _match_for(session, by_headers, how)
+        if found.kind in (inb.Kind.BOUNCE, inb.Kind.COMPLAINT, inb.Kind.DELIVERY_NOTICE):
+            for address in found.recipients:
+                sent = _last_sent_to(session, address.lower())
+                if sent is not None:
+                    return _match_for(session, sent, "recipient")
+            return None
+        return _by_sender_and_subject(session, message)
+
+    def _match_outgoing(self, session: Session, message: inb.Inbound) -> Match | None:
+        ids = [*message.references, *([message.in_reply_to] if message.in_reply_to else [])]
+        sent = _by_message_ids(session, ids)
+        if sent is not None:
+            return _match_for(session, sent, "headers")
+        replied = session.scalars(select(InboundMail).where(InboundMail.message_id.in_(ids), InboundMail.lead_id.is_not(None)).limit(1)).first() if ids else None
+        if replied is not None:
+            lead = session.get(Lead, replied.lead_id)
+            assert lead is not None
+            return Match(lead, session.get(Enrollment, replied.enrollment_id) if replied.enrollment_id else None, session.get(Thread, replied.thread_id) if replied.thread_id else None, "headers")
+        for address in message.to_addrs:
+            lead = session.scalar(select(Lead).where(Lead.email == address))
+            if lead is not None:
+                subject = base_subject(message.subject)
+                for thread, enrollment in _threads_of(session, lead):
+                    if base_subject(thread.subject) == subject:
+                        return Match(lead, enrollment, thread, "lead-subject")
+        return None
+
+
+# -- acting ----------------------------------------------------------------------------------------
+
+
+def act(app: App, session: Session, row: InboundMail, found: inb.Classification, match: Match, received: dt.datetime) -> None:
+    """What a classified, matched message does to the lead's enrollments and record."""
+    lead = match.lead
+    kind = found.kind
+    summary = _summary(found, row)
+    data: dict[str, Any] = {"inbound": row.id, "matched_by": match.how, "message_id": row.message_id, "evidence": row.evidence}
+    if kind is inb.Kind.REPLY:
+        app.feed_lead(session, lead, eng.Replied(at=received))
+        record(session, match.enrollment, received, "reply", summary, channel="email", lead_id=lead.id, meeting=found.meeting, **data)
+        if found.meeting == "accepted":
+            record(session, match.enrollment, received, "meeting", "meeting accepted (calendar reply)", channel="email", lead_id=lead.id, outcome="meeting booked", inbound=row.id)
+        _ask_owner_to_answer(app, session, lead, match, row, received)
+    elif kind is inb.Kind.AUTO_REPLY:
+        until = None
+        if found.until is not None and match.enrollment is not None:
+            cal = app.enrollment_calendar(session, match.enrollment, app.definition(match.enrollment.sequence))
+            until = cal.next_open(dt.datetime.combine(found.until, dt.time(0), tzinfo=cal.tz).astimezone(dt.timezone.utc))
+        app.feed_lead(session, lead, eng.AutoReplied(at=received, until=until), active_only=True)
+        record(session, match.enrollment, received, "auto-reply", summary + (f"; back {found.until:%Y-%m-%d}" if found.until else ""), channel="email", lead_id=lead.id, until=found.until.isoformat() if found.until else None, **data)
+    elif kind is inb.Kind.BOUNCE:
+        earlier = session.scalars(select(InboundMail.evidence).where(InboundMail.lead_id == lead.id, InboundMail.kind == "bounce", InboundMail.id != row.id))
+        hard = bool(found.hard) or sum(1 for evidence in earlier if not evidence.get("hard")) + 1 >= SOFT_BOUNCE_LIMIT
+        record(session, match.enrollment, received, "bounce", summary + ("" if found.hard or not hard else f"; {SOFT_BOUNCE_LIMIT} soft bounces count as hard"), channel="email", lead_id=lead.id, hard=hard, status=found.status, **data)
+        if hard:
+            app.feed_lead(session, lead, eng.Bounced(at=received, hard=True))
+            _suppress(app, session, lead.email, "bounce", f"{found.status or ''} {found.reason}".strip(), received, match)
+    elif kind in (inb.Kind.UNSUBSCRIBE, inb.Kind.COMPLAINT):
+        app.feed_lead(session, lead, eng.Unsubscribed(at=received))
+        _suppress(app, session, lead.email, "unsubscribe" if kind is inb.Kind.UNSUBSCRIBE else "complaint", found.reason, received, match, always=kind is inb.Kind.COMPLAINT)
+        record(session, match.enrollment, received, "unsubscribe" if kind is inb.Kind.UNSUBSCRIBE else "complaint", summary, channel="email", lead_id=lead.id, **data)
+    else:
+        record(session, match.enrollment, received, "delivery-notice", summary, channel="email", lead_id=lead.id, **data)
+
+
+def _suppress(app: App, session: Session, email: str, reason: str, source: str, at: dt.datetime, match: Match, *, always: bool = False) -> None:
+    """As the sequence says (on_bounce / on_unsubscribe); a complaint always."""
+    if not always and match.enrollment is not None:
+        seq = app.definition(match.enrollment.sequence)
+        if (seq.on_bounce if reason == "bounce" else seq.on_unsubscribe) != "suppress":
+            return
+    suppress(session, email, reason, source, at)
+
+
+def _ask_owner_to_answer(app: App, session: Session, lead: Lead, match: Match, row: InboundMail, at: dt.datetime) -> None:
+    """The owner hears of the reply as an open task to answer it, due within a business day."""
+    due = at + dt.timedelta(days=1)
+    if match.enrollment is not None:
+        cal = app.enrollment_calendar(session, match.enrollment, app.definition(match.enrollment.sequence))
+        due = cal.add_business_hours(at, 8)
+    name = " ".join(p for p in (lead.first_name, lead.last_name) if p) or lead.email
+    first_line = next((line.strip() for line in row.new_text.splitlines() if line.strip()), "")[:200]
+    session.add(Task(enrollment_id=match.enrollment.id if match.enrollment else None, lead_id=lead.id, assignee_id=lead.owner_id, step_key=f"answer:{row.id}", channel="email", title=f"Answer {name}" + (f" ({lead.company})" if lead.company else ""), note=first_line, due_at=due, wait=False, status="open", created_at=at))
+
+
+# -- helpers ---------------------------------------------------------------------------------------
+
+
+def _key(message: inb.Inbound) -> str:
+    return message.message_id or f"digest:{message.fallback_key}"
+
+
+def _ids(headers: Any) -> list[str]:
+    values = " ".join(str(headers.get(name) or "") for name in ("In-Reply-To", "References"))
+    return [f"<{part.split('>')[0]}>" for part in values.split("<")[1:] if ">" in part]
+
+
+def _addresses(headers: Any, *names: str) -> list[str]:
+    try:
+        return [address.lower() for _, address in getaddresses([str(v) for name in names for v in headers.get_all(name) or []]) if "@" in address]
+    except Exception:  # a mangled address header concerns nobody
+        return []
+
+
+def _looks_automatic(headers: Any) -> bool:
+    sender = " ".join(_addresses(headers, "From")) or str(headers.get("From") or "").lower()
+    content_type = str(headers.get("Content-Type") or "").lower()
+    return (
+        any(name in sender for name in _REPORT_SENDERS)
+        or "multipart/report" in content_type
+        or str(headers.get("Return-Path") or "").strip() == "<>"
+        or any(headers.get(name) is not None and str(headers.get(name)).strip().lower() != "no" for name in _AUTO_HEADERS)
+        or str(headers.get("Precedence") or "").strip().lower() in ("auto_reply", "bulk", "junk")
+    )
+
+
+def _by_message_ids(session: Session, ids: Iterable[str]) -> Message | None:
+    wanted = [i for i in dict.fromkeys(ids) if i]
+    if not wanted:
+        return None
+    return session.scalars(select(Message).where(Message.message_id.in_(wanted), Message.direction == "out").order_by(Message.sent_at.desc().nulls_last(), Message.id.desc()).limit(1)).first()
+
+
+def _last_sent_to(session: Session, address: str) -> Message | None:
+    return session.scalars(select(Message).where(Message.recipient == address, Message.direction == "out", Message.status.in_(("sent", "sending"))).order_by(Message.id.desc()).limit(1)).first()
+
+
+def _match_for(session: Session, message: Message, how: str) -> Match | None:
+    lead = session.get(Lead, message.lead_id) if message.lead_id else None
+    if lead is None:
+        return None
+    return Match(lead, message.enrollment, message.thread, how)
+
+
+def _threads_of(session: Session, lead: Lead) -> list[tuple[Thread, Enrollment]]:
+    rows = session.execute(select(Thread, Enrollment).join(Enrollment, Thread.enrollment_id == Enrollment.id).where(Enrollment.lead_id == lead.id, Thread.subject != "").order_by(Thread.id.desc()))
+    return [(thread, enrollment) for thread, enrollment in rows]
+
+
+def _by_sender_and_subject(session: Session, message: inb.Inbound) -> Match | None:
+    """For clients that drop the threading headers: the lead (or a colleague at the lead's company)
+    writing with our thread's subject, while the thread is recent."""
+    sender = message.from_addr
+    if not sender:
+        return None
+    subject = base_subject(message.subject)
+    when = message.date
+    lead = session.scalar(select(Lead).where(Lead.email == sender))
+    candidates: list[tuple[Lead, str]] = []
+    if lead is not None:
+        candidates.append((lead, "lead-subject"))
+    domain = sender.rpartition("@")[2]
+    if domain and domain not in _FREE_MAIL:
+        candidates.extend((other, "domain-subject") for other in session.scalars(select(Lead).where(Lead.email.like(f"%@{domain}"), Lead.email != sender).order_by(Lead.id)))
+    for candidate, how in candidates:
+        for thread, enrollment in _threads_of(session, candidate):
+            if base_subject(thread.subject) != subject:
+                continue
+            span = session.execute(select(func.min(Message.sent_at), func.max(Message.sent_at)).where(Message.thread_id == thread.id, Message.status == "sent")).one()
+            if span[0] is None:
+                continue
+            if when is None or span[0] - dt.timedelta(hours=1) <= when <= span[1] + THREAD_SPAN:
+                return Match(candidate, enrollment, thread, how)
+    return None
+
+
+def _evidence(found: inb.Classification) -> dict[str, Any]:
+    data: dict[str, Any] = {"reason": found.reason, **found.evidence}
+    if found.kind is inb.Kind.BOUNCE:
+        data.update(hard=bool(found.hard), status=found.status, recipients=list(found.recipients))
+    if found.until is not None:
+        data["until"] = found.until.isoformat()
+    if found.meeting:
+        data["meeting"] = found.meeting
+    return data
+
+
+def _summary(found: inb.Classification, row: InboundMail) -> str:
+    if found.kind is inb.Kind.REPLY:
+        text = " ".join(row.new_text.split())
+        return (text[:300] + ("…" if len(text) > 300 else "")) or f"(no new text) {row.subject}"
+    if found.kind is inb.Kind.BOUNCE:
+        return f"{'hard' if found.hard else 'soft'} bounce {found.status or ''}: {found.reason}".replace("  ", " ")
+    return f"{found.reason}: {row.subject}"
+
+
+def _duration(seconds: float) -> str:
+    minutes = int(seconds // 60)
+    if minutes < 90:
+        return f"{minutes} min"
+    hours = minutes / 60
+    return f"{hours:.1f} h" if hours < 48 else f"{hours / 24:.1f} days"
+
+
+# -- running ---------------------------------------------------------------------------------------
+
+
+def read_now(app: App, address: str, uids: Sequence[int]) -> PollResult:
+    """The inbound path for messages found outside the poller (the check before a follow-up)."""
+    cfg = app.mailbox_config(address)
+    assert cfg is not None
+    poller = MailboxPoller(app, cfg)
+    try:
+        return poller.take("INBOX", uids)
+    finally:
+        poller.close()
+
+
+def poll_all(app: App) -> dict[str, PollResult]:
+    """One pass over every mailbox with IMAP settings (`outreach poll --once`)."""
+    results = {}
+    for cfg in app.settings.workspace.mailboxes:
+        if cfg.imap is None:
+            continue
+        poller = MailboxPoller(app, cfg)
+        try:
+            results[cfg.address] = poller.poll()
+        finally:
+            poller.close()
+    return results
+
+
+def watch(app: App, cfg: MailboxConfig, stop: threading.Event, *, interval: float = 30.0, on_result: Callable[[str, PollResult], None] | None = None) -> None:
+    """Poll one mailbox until `stop`: IDLE between passes where offered, else every `interval`
+    seconds; after a failure, reconnect with a backoff of 1 s doubling to 5 min."""
+    poller = MailboxPoller(app, cfg)
+    failures = 0
+    try:
+        while not stop.is_set():
+            try:
+                result = poller.poll()
+                failures = 0
+                if on_result is not None:
+                    on_result(cfg.address, result)
+                _between_passes(poller, stop, interval)
+            except TemporaryFailure as exc:
+                failures += 1
+                delay = min(2 ** (failures - 1), 300)
+                log.warning("%s: %s; reconnecting in %d s", cfg.address, exc, delay)
+                poller.close()
+                stop.wait(delay)
+            except Exception:  # keep watching: the next pass reads from the cursor again
+                failures += 1
+                log.exception("%s: poll failed", cfg.address)
+                poller.close()
+                stop.wait(min(2 ** (failures - 1), 300))
+    finally:
+        poller.close()
+
+
+def _between_passes(poller: MailboxPoller, stop: threading.Event, interval: float) -> None:
+    """IDLE in short turns (so a stop is heard within seconds) until new mail or `interval`; else sleep."""
+    if not poller.can_idle:
+        stop.wait(interval)
+        return
+    deadline = time.monotonic() + interval
+    while not stop.is_set() and (left := deadline - time.monotonic()) > 0:
+        if poller.wait(min(IDLE_TURN, left)):
+            return
+
+
+def start_watchers(app: App, stop: threading.Event, *, interval: float = 30.0, on_result: Callable[[str, PollResult], None] | None = None) -> list[threading.Thread]:
+    """A thread per mailbox with IMAP settings: many mailboxes in one process."""
+    threads = []
+    for cfg in app.settings.workspace.mailboxes:
+        if cfg.imap is None:
+            continue
+        thread = threading.Thread(target=watch, args=(app, cfg, stop), kwargs={"interval": interval, "on_result": on_result}, name=f"poll {cfg.address}", daemon=True)
+        thread.start()
+        threads.append(thread)
+    return threads
+

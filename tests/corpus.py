@@ -1,0 +1,150 @@
+"""The shared corpus of real mail, as test cases with the classification each one should get.
+
+The corpus lives beside the repository (shared/corpus). Without it the tests that use it skip
+locally and fail in CI. Expectations come from the corpus's own labels; where a label disagrees
+with the rules we classify by, or there is none, the case says so in `note`.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import re
+from dataclasses import dataclass
+from email.message import EmailMessage
+from pathlib import Path
+
+import pytest
+
+from outreach.mail.inbound import Kind
+
+CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
+SISIMAI = CORPUS / "sisimai"
+TRIMMER = CORPUS / "reply-trimmer" / "test"
+TALON = CORPUS / "talon" / "tests" / "fixtures" / "standard_replies"
+
+# `hard` is scored against the label's class: bounce_hard means a permanent 5.x.x status, bounce_soft
+# a transient 4.x.x one, which is what Classification.hard says. The /hard or /nothard at the end of
+# each recipient's row is sisimai's narrower flag "this address does not exist" (user or host
+# unknown): most bounce_hard rows say /nothard (mailbox full, blocked, policy), so it is not used.
+_LABELS = {
+    "bounce_hard": Kind.BOUNCE,
+    "bounce_soft": Kind.BOUNCE,
+    "bounce_unknown": Kind.BOUNCE,
+    "complaint_arf": Kind.COMPLAINT,
+    "dsn_success_not_bounce": Kind.DELIVERY_NOTICE,
+    "auto_reply": Kind.AUTO_REPLY,
+    "not_bounce": Kind.REPLY,  # two people's messages (one forwards a message as an attachment)
+}
+
+# Where sisimai's label and our rules part ways. Its labels say what sisimai reports; ours say what
+# a follow-up sequence must do with the message.
+_OVERRIDES: dict[str, tuple[Kind, bool | None, str]] = {
+    "bsd/arf-26.eml": (Kind.UNSUBSCRIBE, None, "Apple Mail's unsubscribe button writing to our List-Unsubscribe mailto"),
+    "not/rb-issue-368-bug.eml": (Kind.BOUNCE, None, "a postmaster's 'mailbox full, resend later' rejection notice"),
+}
+# sisimai counts delay warnings as (mostly soft) bounces; for a sequence they are no failure: the
+# server is still trying. A report whose every Action is 'delayed', or whose subject or text says
+# it is a delay warning, is expected as a delivery notice.
+_DELAY = re.compile(
+    rb"^Subject:.*(\(delay\)|delayed|still being retried|warning: could not send|notification: warning)"
+    rb"|THIS IS A WARNING MESSAGE ONLY",
+    re.IGNORECASE | re.MULTILINE,
+)
+_ACTION = re.compile(rb"^Action:\s*(\w+)", re.IGNORECASE | re.MULTILINE)
+
+
+# sisimai has no expectation for these. All but two are plainly bounces (a delivery-status part
+# with Action: failed, or a postmaster's 'could not be delivered' notice); their hard/soft is not
+# scored, since no label says it.
+_UNLABELLED: dict[str, tuple[Kind, str]] = {
+    "bsd/rfc3834-06.eml": (Kind.AUTO_REPLY, "a Mimecast autoresponse with Auto-Submitted: auto-replied"),
+    "bsd/lhost-x1-04.eml": (Kind.DELIVERY_NOTICE, "'Warning--Could not send mail for past 8.5 hours': still retrying"),
+}
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    source: str  # "sisimai", "reply-trimmer" or "talon"
+    path: Path
+    expected: Kind
+    hard: bool | None = None  # bounces whose label says hard (5.x.x) or soft (4.x.x)
+    recipients: int | None = None  # how many recipients the label lists, for bounces
+    new_text: str | None = None  # the expected text of a reply without history and signature
+    note: str = ""
+
+    def raw(self) -> bytes:
+        """The message as it would arrive: corpus replies that are bare text get headers around them."""
+        if self.source != "reply-trimmer":
+            return self.path.read_bytes()
+        msg = EmailMessage()
+        msg["From"] = "Lead <lead@example.org>"
+        msg["To"] = "owner@example.com"
+        msg["Subject"] = "Re: Our proposal"
+        msg["Message-ID"] = f"<{self.path.stem}@example.org>"
+        msg["In-Reply-To"] = "<proposal@example.com>"
+        msg.set_content(self.path.read_text(encoding="utf-8"))
+        return msg.as_bytes()
+
+
+def require() -> None:
+    """Skip when the corpus is missing, except in CI, where that is a failure."""
+    if not CORPUS.is_dir():
+        message = f"the shared mail corpus is missing: expected it at {CORPUS}"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+def sisimai_cases() -> list[Case]:
+    cases = []
+    with (SISIMAI / "labels.csv").open(newline="", encoding="utf-8") as handle:
+        for row in csv.DictReader(handle):
+            cases.append(_sisimai_case(row["path"], row["label"], row["sisimai_rows(status/reply/reason/hard)"]))
+    return cases
+
+
+def _sisimai_case(name: str, label: str, rows: str) -> Case:
+    path = SISIMAI / name
+    if name in _OVERRIDES:
+        kind, hard, note = _OVERRIDES[name]
+        return Case(name, "sisimai", path, kind, hard=hard, note=note)
+    if name in _UNLABELLED:
+        kind, note = _UNLABELLED[name]
+        return Case(name, "sisimai", path, kind, note=note)
+    if label.startswith("bounce") and _delay_warning(path.read_bytes()):
+        return Case(name, "sisimai", path, Kind.DELIVERY_NOTICE, note="delay warning (sisimai: bounce)")
+    if label.startswith("UNLABELLED"):
+        return Case(name, "sisimai", path, Kind.BOUNCE, note="unlabelled bounce")
+    hard = {"bounce_hard": True, "bounce_soft": False}.get(label)
+    recipients = len(rows.split(";")) if label.startswith("bounce") else None
+    return Case(name, "sisimai", path, _LABELS[label], hard=hard, recipients=recipients)
+
+
+def _delay_warning(raw: bytes) -> bool:
+    actions = {a.lower() for a in _ACTION.findall(raw)}
+    return actions == {b"delayed"} or (not actions and _DELAY.search(raw) is not None)
+
+
+def trimmer_cases() -> list[Case]:
+    return [
+        Case(f"reply-trimmer/{p.name}", "reply-trimmer", p, Kind.REPLY,
+             new_text=(TRIMMER / "trimmed" / p.name).read_text(encoding="utf-8"))
+        for p in sorted((TRIMMER / "emails").glob("*.txt"))
+    ]
+
+
+def talon_cases() -> list[Case]:
+    """talon's standard replies: the answer is 'Hello'. Two *_reply_text files add the signature,
+    which our new text leaves out on purpose, so they must start with it."""
+    cases = []
+    for path in sorted(TALON.glob("*.eml")):
+        stated = TALON / f"{path.stem}_reply_text"
+        note = stated.read_text(encoding="utf-8") if stated.exists() else ""
+        cases.append(Case(f"talon/{path.name}", "talon", path, Kind.REPLY, new_text="Hello", note=note))
+    return cases
+
+
+def all_cases() -> list[Case]:
+    return sisimai_cases() + trimmer_cases() + talon_cases()

@@ -1,0 +1,284 @@
+"""The IMAP poller against Dovecot: replies, auto-replies, bounces, opt-outs, the owner's answers, faults."""
+
+from __future__ import annotations
+
+import datetime as dt
+import socket
+import threading
+from collections.abc import Iterator
+from email import message_from_bytes, policy
+from email.message import EmailMessage
+from email.utils import format_datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from outreach.db.models import Enrollment, Event, FolderCursor, InboundMail, Message, Suppression, Task
+from outreach.mail.reader import FolderReader
+from outreach.mail.transport import TemporaryFailure
+from outreach.poller import MailboxPoller, poll_all
+from tests.pipeline import Pipeline, make_workspace
+from tests.servers import Dovecot, SmtpServer
+
+UTC = dt.timezone.utc
+START = dt.datetime(2026, 11, 23, 3, 0, tzinfo=UTC)  # Monday 08:30 in India
+BD = "bd-client-follow-up"
+PRIYA = "priya@appneural.example"
+ANANYA = "ananya.rao@acme.example"  # Priya's lead at Acme
+TALON = Path(__file__).resolve().parents[3] / "shared" / "corpus" / "talon" / "tests" / "fixtures" / "standard_replies"
+
+
+@pytest.fixture
+def pipeline(tmp_path: Path, smtp_server: SmtpServer, dovecot: Dovecot, database_url: str, stub_broker: Any) -> Iterator[Pipeline]:
+    workspace = make_workspace(tmp_path / "ws", smtp_server, dovecot)
+    if database_url.startswith("postgresql"):
+        from tests.cli_helpers import run
+
+        assert run(workspace, "db", "upgrade", db=database_url).exit_code == 0
+    pipe = Pipeline(workspace, database_url, START, stub_broker)
+    pipe.app.import_leads(workspace / "examples" / "leads.csv")
+    pipe.app.enroll(BD, None, all_leads=True, seed=11)
+    pipe.prepare()
+    pipe.run_until(START + dt.timedelta(hours=2))  # every intro is out
+    yield pipe
+    pipe.close()
+
+
+def sent_to(smtp: SmtpServer, lead: str) -> list[EmailMessage]:
+    return [r.message for r in smtp.received if r.recipients == [lead]]
+
+
+def answer(to: EmailMessage, body: str, *, sender: str = f"Ananya Rao <{ANANYA}>", message_id: str | None = "<answer-1@acme.example>", threaded: bool = True, subject: str | None = None, headers: dict[str, str] | None = None, when: dt.datetime = START) -> bytes:
+    msg = EmailMessage()
+    msg["From"] = sender
+    msg["To"] = to["From"]
+    msg["Subject"] = subject if subject is not None else f"Re: {to['Subject']}"
+    msg["Date"] = format_datetime(when)
+    if message_id:
+        msg["Message-ID"] = message_id
+    if threaded:
+        msg["In-Reply-To"] = to["Message-ID"]
+        msg["References"] = to["Message-ID"]
+    for name, value in (headers or {}).items():
+        msg[name] = value
+    msg.set_content(body)
+    return msg.as_bytes()
+
+
+def enrollment_of(pipe: Pipeline, lead: str) -> Enrollment:
+    with pipe.app.sessions() as session:
+        found = session.scalars(select(Enrollment).where(Enrollment.lead.has(email=lead), Enrollment.sequence_name == BD)).one()
+        session.expunge(found)
+        return found
+
+
+def inbound(pipe: Pipeline) -> list[InboundMail]:
+    with pipe.app.sessions() as session:
+        rows = list(session.scalars(select(InboundMail).order_by(InboundMail.id)))
+        session.expunge_all()
+        return rows
+
+
+def test_a_real_reply_in_the_thread_stops_the_sequence_logs_the_new_text_and_asks_the_owner_to_answer(pipeline: Pipeline, smtp_server: SmtpServer, dovecot: Dovecot) -> None:
+    intro = sent_to(smtp_server, ANANYA)[0]
+    original = message_from_bytes((TALON / "gmail.eml").read_bytes(), policy=policy.default)
+    for name in ("From", "To", "Subject", "Message-ID", "In-Reply-To", "References"):
+        del original[name]
+    original["From"] = f"Ananya Rao <{ANANYA}>"
+    original["To"] = PRIYA
+    original["Subject"] = f"Re: {intro['Subject']}"
+    original["Message-ID"] = "<gmail-reply@acme.example>"
+    original["In-Reply-To"] = intro["Message-ID"]
+    original["References"] = intro["Message-ID"]
+    dovecot.append(PRIYA, "INBOX", original.as_bytes())
+
+    results = poll_all(pipeline.app)
+    assert results[PRIYA].recorded == {"reply": 1}
+    [row] = inbound(pipeline)
+    assert (row.kind, row.matched_by, row.new_text.strip()) == ("reply", "headers", "Hello")
+    assert enrollment_of(pipeline, ANANYA).phase == "stopped"
+    with pipeline.app.sessions() as session:
+        event = session.scalars(select(Event).where(Event.kind == "reply")).one()
+        assert event.key_points == "Hello" and event.data["matched_by"] == "headers"
+        task = session.scalars(select(Task).where(Task.step_key == f"answer:{row.id}")).one()
+        assert task.title.startswith("Answer Ananya Rao") and task.status == "open"
+    # polled again, and after a restart of the poller: nothing is recorded twice
+    assert poll_all(pipeline.app)[PRIYA].seen == 0
+    with pipeline.app.sessions() as session:
+        session.query(FolderCursor).delete()
+        session.commit()
+    poll_all(pipeline.app)
+    assert len(inbound(pipeline)) == 1
+    # and the sequence sends Ananya nothing more
+    pipeline.run_until(START + dt.timedelta(days=30))
+    assert len(sent_to(smtp_server, ANANYA)) == 1
+
+
+def test_the_check_before_a_follow_up_hands_an_out_of_office_to_the_inbound_path_and_waits(pipeline: Pipeline, smtp_server: SmtpServer, dovecot: Dovecot) -> None:
+    intro = sent_to(smtp_server, ANANYA)[0]
+    back = (START + dt.timedelta(days=21)).date()
+    ooo = answer(intro, f"I am out of the office until {back:%B %d, %Y} with limited access to email.", subject=f"Automatic reply: {intro['Subject']}", headers={"Auto-Submitted": "auto-replied", "X-Auto-Response-Suppress": "All"})
+    dovecot.append(PRIYA, "INBOX", ooo)
+    pipeline.run_until(START + dt.timedelta(days=20))
+    assert len(sent_to(smtp_server, ANANYA)) == 1, "no follow-up while Ananya is away"
+    [row] = inbound(pipeline)
+    assert row.kind == "auto_reply" and row.evidence.get("until") == back.isoformat()
+    assert enrollment_of(pipeline, ANANYA).phase == "paused"
+    pipeline.run_until(START + dt.timedelta(days=24))
+    follow_ups = sent_to(smtp_server, ANANYA)[1:]
+    assert follow_ups and all(dt.datetime.fromisoformat(str(m["Date"].datetime.isoformat())).date() >= back for m in follow_ups)
+
+
+def test_replies_without_threading_headers_match_by_the_lead_or_a_colleague_and_the_subject(pipeline: Pipeline, smtp_server: SmtpServer, dovecot: Dovecot) -> None:
+    intro = sent_to(smtp_server, ANANYA)[0]
+    dovecot.append(PRIYA, "INBOX", answer(intro, "Yes, let's talk.", threaded=False, subject=f"RE: {intro['Subject']}"))
+    vikram = "vikram@sundaram.example.com"
+    to_vikram = sent_to(smtp_server, vikram)[0]
+    owner = str(to_vikram["From"].addresses[0].addr_spec)
+    dovecot.append(owner, "INBOX", answer(to_vikram, "Vikram is away; I handle vendors now.", sender="Lakshmi <lakshmi@sundaram.example.com>", message_id="<colleague@sundaram.example.com>", threaded=False, subject=f"Fwd: {to_vikram['Subject']}"))
+    dovecot.append(PRIYA, "INBOX", answer(intro, "Unrelated newsletter", sender="news@elsewhere.example", message_id="<news@elsewhere.example>", threaded=False, subject="Weekly news"))
+    poll_all(pipeline.app)
+    rows = {row.message_id: row for row in inbound(pipeline)}
+    assert set(rows) == {"<answer-1@acme.example>", "<colleague@sundaram.example.com>"}, "the newsletter is nobody's business"
+    assert rows["<answer-1@acme.example>"].matched_by == "lead-subject"
+    assert rows["<colleague@sundaram.example.com>"].matched_by == "domain-subject"
+    assert enrollment_of(pipeline, ANANYA).phase == "stopped" and enrollment_of(pipeline, vikram).phase == "stopped"
+
+
+def test_a_hard_bounce_suppresses_and_an_opt_out_reply_closes(pipeline: Pipeline, smtp_server: SmtpServer, dovecot: Dovecot) -> None:
+    oliver = next(r.recipients[0] for r in smtp_server.received if r.recipients[0] != ANANYA)  # any other lead mailed so far
+    to_oliver = sent_to(smtp_server, oliver)[0]
+    owner = str(to_oliver["From"].addresses[0].addr_spec)
+    report = EmailMessage()
+    report["From"] = "Mail Delivery System <MAILER-DAEMON@mx.example.net>"
+    report["To"] = owner
+    report["Subject"] = "Undelivered Mail Returned to Sender"
+    report["Message-ID"] = "<bounce-1@mx.example.net>"
+    report["Auto-Submitted"] = "auto-replied"
+    report.set_content(f"This is the mail system at host mx.example.net.\n\nI'm sorry to have to inform you that your message could not be delivered.\n\n<{oliver}>: host mx said: 550 5.1.1 <{oliver}>: Recipient address rejected: User unknown\n")
+    report.make_mixed()
+    status = EmailMessage()
+    status.set_content(f"Reporting-MTA: dns; mx.example.net\n\nFinal-Recipient: rfc822; {oliver}\nAction: failed\nStatus: 5.1.1\nDiagnostic-Code: smtp; 550 5.1.1 User unknown\n")
+    report.attach(status)
+    raw = report.as_bytes().replace(b"multipart/mixed", b'multipart/report; report-type="delivery-status"', 1)
+    dovecot.append(owner, "INBOX", raw)
+    intro = sent_to(smtp_server, ANANYA)[0]
+    dovecot.append(PRIYA, "INBOX", answer(intro, "Please remove me from your mailing list.", message_id="<stop@acme.example>"))
+    poll_all(pipeline.app)
+    kinds = {row.message_id: (row.kind, row.matched_by) for row in inbound(pipeline)}
+    assert kinds["<stop@acme.example>"] == ("unsubscribe", "headers")
+    assert kinds["<bounce-1@mx.example.net>"][0] == "bounce"
+    with pipeline.app.sessions() as session:
+        assert dict(session.execute(select(Suppression.email, Suppression.reason)).all()) == {oliver: "bounce", ANANYA: "unsubscribe"}
+    assert enrollment_of(pipeline, oliver).phase == "stopped" and enrollment_of(pipeline, ANANYA).phase == "stopped"
+
+
+def test_the_owners_answer_in_sent_is_a_contact_with_the_response_time_and_our_own_mail_never_counts(pipeline: Pipeline, smtp_server: SmtpServer, dovecot: Dovecot) -> None:
+    intro = sent_to(smtp_server, ANANYA)[0]
+    lead_reply = answer(intro, "Can you send the pricing?", message_id="<q@acme.example>")
+    client = dovecot.client(PRIYA)
+    try:
+        client.append("INBOX", lead_reply, msg_time=START + dt.timedelta(hours=1))
+        poll_all(pipeline.app)
+        reply = message_from_bytes(lead_reply, policy=policy.default)
+        own = answer(reply, "Here it is.", sender=f"Priya Sharma <{PRIYA}>", message_id="<own@appneural.example>", subject=f"Re: {intro['Subject']}")
+        own = own.replace(f"To: {PRIYA}".encode(), f"To: {ANANYA}".encode(), 1)
+        client.append("Sent", own, msg_time=START + dt.timedelta(hours=3, minutes=30))
+    finally:
+        client.logout()
+    pipeline.clock.set(START + dt.timedelta(hours=4))
+    results = poll_all(pipeline.app)
+    assert results[PRIYA].recorded == {"own_reply": 1}, "the intro copy in Sent is ours and does not count"
+    with pipeline.app.sessions() as session:
+        event = session.scalars(select(Event).where(Event.kind == "owner-replied")).one()
+        assert event.data["response_seconds"] == 2.5 * 3600
+        assert session.scalars(select(Task.status).where(Task.step_key.like("answer:%"))).one() == "done"
+        assert session.scalar(select(func.count()).select_from(InboundMail).where(InboundMail.kind == "reply")) == 1
+
+
+def test_broken_mail_is_quarantined_or_read_and_the_poller_goes_on(pipeline: Pipeline, smtp_server: SmtpServer, dovecot: Dovecot) -> None:
+    intro = sent_to(smtp_server, ANANYA)[0]
+    no_id = answer(intro, "Sure, Thursday works.", message_id=None)
+    bad_encoding = answer(intro, "x", message_id="<enc@acme.example>").replace(b"Content-Transfer-Encoding: 7bit", b"Content-Transfer-Encoding: base64").replace(b"\nx\n", b"\n\xff\xfe!!not base64\n")
+    big = EmailMessage()
+    big["From"], big["To"], big["Subject"], big["Message-ID"] = f"Ananya <{ANANYA}>", PRIYA, f"Re: {intro['Subject']}", "<big@acme.example>"
+    big["In-Reply-To"] = intro["Message-ID"]
+    big.set_content("The signed contract is attached.")
+    big.add_attachment(b"\0" * (20 * 1024 * 1024), maintype="application", subtype="pdf", filename="contract.pdf")
+    nested = EmailMessage()
+    nested["From"], nested["To"], nested["Subject"], nested["Message-ID"] = f"Ananya <{ANANYA}>", PRIYA, "nested", "<nested@acme.example>"
+    nested["In-Reply-To"] = intro["Message-ID"]
+    nested.set_content("outer")
+    inner = EmailMessage()
+    inner.set_content("inner")
+    inner.add_alternative("<p>inner</p>", subtype="html")
+    nested.add_attachment(inner)
+    for raw in (no_id, bad_encoding, big.as_bytes(), nested.as_bytes()):
+        dovecot.append(PRIYA, "INBOX", raw)
+    results = poll_all(pipeline.app)
+    assert results[PRIYA].recorded == {"reply": 4} and results[PRIYA].quarantined == 0
+    rows = inbound(pipeline)
+    assert len(rows) == 4 and all(r.lead_id is not None for r in rows)
+    assert [r.key.startswith("digest:") for r in rows].count(True) == 1
+    assert any(r.message_id == "<big@acme.example>" and "contract" in r.new_text for r in rows)
+    assert poll_all(pipeline.app)[PRIYA].seen == 0
+
+
+def test_uidvalidity_change_and_a_restarted_server_record_nothing_twice(pipeline: Pipeline, smtp_server: SmtpServer, dovecot: Dovecot) -> None:
+    intro = sent_to(smtp_server, ANANYA)[0]
+    dovecot.append(PRIYA, "INBOX", answer(intro, "First answer.", message_id="<a1@acme.example>"))
+    poll_all(pipeline.app)
+    with pipeline.app.sessions() as session:
+        for row in session.scalars(select(FolderCursor).where(FolderCursor.folder == "INBOX")):
+            row.uidvalidity += 1  # as after the server rebuilt its index
+        session.commit()
+    dovecot.restart()
+    dovecot.append(PRIYA, "INBOX", answer(intro, "Second answer.", message_id="<a2@acme.example>"))
+    results = poll_all(pipeline.app)
+    assert results[PRIYA].resynced == ["INBOX"]
+    assert [r.message_id for r in inbound(pipeline)] == ["<a1@acme.example>", "<a2@acme.example>"]
+
+
+def test_a_server_that_hangs_is_a_temporary_failure_and_the_next_pass_reads_everything(pipeline: Pipeline, smtp_server: SmtpServer, dovecot: Dovecot) -> None:
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    accepted: list[socket.socket] = []
+    threading.Thread(target=lambda: accepted.append(listener.accept()[0]), daemon=True).start()
+    cfg = pipeline.app.mailbox_config(PRIYA)
+    assert cfg is not None and cfg.imap is not None
+    hanging = cfg.imap.model_copy(update={"port": listener.getsockname()[1]})
+    poller = MailboxPoller(pipeline.app, cfg, reader=FolderReader(hanging, timeout=1.0))
+    with pytest.raises(TemporaryFailure):
+        poller.poll()
+    listener.close()
+    for conn in accepted:
+        conn.close()
+    intro = sent_to(smtp_server, ANANYA)[0]
+    dovecot.append(PRIYA, "INBOX", answer(intro, "Here now."))
+    assert poll_all(pipeline.app)[PRIYA].recorded == {"reply": 1}
+
+
+
+def test_a_message_that_breaks_processing_is_quarantined_and_the_rest_are_recorded(pipeline: Pipeline, smtp_server: SmtpServer, dovecot: Dovecot, monkeypatch: pytest.MonkeyPatch) -> None:
+    from outreach.mail import inbound as inb
+
+    intro = sent_to(smtp_server, ANANYA)[0]
+    real = inb.classify
+
+    def classify(raw: bytes, **kwargs: Any) -> inb.Classification:
+        if b"<poison@acme.example>" in raw:
+            raise UnicodeDecodeError("utf-8", b"\xff", 0, 1, "a decoder fault")
+        return real(raw, **kwargs)
+
+    monkeypatch.setattr(inb, "classify", classify)
+    dovecot.append(PRIYA, "INBOX", answer(intro, "First.", message_id="<poison@acme.example>"))
+    dovecot.append(PRIYA, "INBOX", answer(intro, "Second.", message_id="<fine@acme.example>"))
+    result = poll_all(pipeline.app)[PRIYA]
+    assert result.quarantined == 1 and result.recorded["reply"] == 1
+    rows = {r.message_id: r for r in inbound(pipeline)}
+    assert rows["<poison@acme.example>"].kind == "quarantined" and "a decoder fault" in (rows["<poison@acme.example>"].error or "")
+    assert rows["<fine@acme.example>"].kind == "reply"
+    assert poll_all(pipeline.app)[PRIYA].seen == 0, "the cursor moved past both"
