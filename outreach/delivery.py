@@ -32,7 +32,8 @@ from email.message import Message as Email
 from sqlalchemy import select
 from sqlalchemy.orm import Session, joinedload
 
-from outreach.db.models import Mailbox, Message, Suppression
+from outreach.context import person_context
+from outreach.db.models import Mailbox, Message, Person, Suppression
 from outreach.db.session import transaction
 from outreach.errors import InputError, OutreachError
 from outreach.mail.compose import Party, compose, reply_subject
@@ -45,11 +46,12 @@ from outreach.tracking.unsubscribe import link
 log = logging.getLogger(__name__)
 
 LEASE = dt.timedelta(minutes=10)  # longer than the actor's time limit: a live worker never loses its claim
-DONE = ("sent", "failed", "cancelled")
+DONE = ("sent", "drafted", "failed", "cancelled")
 
 
 class Outcome(enum.StrEnum):
     SENT = "sent"
+    DRAFTED = "drafted"  # left in the sender's Drafts folder for a person to finish and send
     DONE = "done"  # nothing to do (already sent, failed or cancelled)
     DEFERRED = "deferred"  # not now: window, cap, spacing or lease; the relay brings it back
     CANCELLED = "cancelled"
@@ -71,6 +73,7 @@ class _Work:
     rendered: Rendered | None
     sender: Party
     unsubscribe: str | None = None
+    kind: str = "sequence"
 
     @property
     def is_follow_up(self) -> bool:
@@ -146,10 +149,16 @@ def _send(app: App, work: _Work, now: dt.datetime) -> _Result:
         in_reply_to=work.thread_ids[-1] if work.thread_ids else None,
         references=work.thread_ids,
         unsubscribe_url=work.unsubscribe,
-        unsubscribe_mailto=f"mailto:{work.mailbox}?subject=unsubscribe",
+        unsubscribe_mailto=f"mailto:{work.mailbox}?subject=unsubscribe" if work.kind != "notify" else None,
     )
     try:
-        app.transport(work.mailbox).send(email, work.mailbox, [work.recipient])
+        if work.kind == "draft":
+            store = app.store(work.mailbox)
+            if store is None:
+                raise PermanentFailure(f"{work.mailbox} has no imap settings, so the draft cannot be left in its Drafts folder; add imap, or use mode: send")
+            store.append_draft(email.as_bytes(), now)
+        else:
+            app.transport(work.mailbox).send(email, work.mailbox, [work.recipient])
     except (TemporaryFailure, RecipientRefused, PermanentFailure) as exc:
         return _Result(work, email, exc)
     return _Result(work, email)
@@ -207,8 +216,13 @@ def _work(app: App, session: Session, message: Message, thread_ids: tuple[str, .
         return _Work(message.id, message.message_id or "", message.sender, message.recipient, lead_email, message.status, thread_ids, message.subject, None, sender)
     if thread_ids and (thread is None or not thread.subject):
         return _defer(app, message.id, now + dt.timedelta(minutes=1))  # the thread's first email is not out yet
+    if message.kind == "notify":  # to the team, written when it was planned: no template, no unsubscribe link
+        return _Work(message.id, message.message_id or "", message.sender, message.recipient, lead_email, message.status, (), message.subject, Rendered(message.subject, message.body or "", None), sender, None, "notify")
     seq = app.definition(enrollment.sequence)
     context = app.context(session, seq, enrollment.lead, mailbox, message.step_key.split("@")[0] if message.step_key else "")
+    if message.step_key == "escalate-message":  # the manager writes: their name and signature
+        writer = session.scalars(select(Person).where(Person.mailbox_id == mailbox.id).order_by(Person.email != message.sender, Person.id)).first()
+        context["owner"] = person_context(writer)
     try:
         rendered = app.templates.render(message.template or "", context)
     except InputError as exc:
@@ -219,7 +233,7 @@ def _work(app: App, session: Session, message: Message, thread_ids: tuple[str, .
     else:
         subject = message.subject or rendered.subject
     unsubscribe = link(app.settings.workspace.public_url, app.settings.secret_key, message.recipient, enrollment.id)
-    return _Work(message.id, message.message_id or "", message.sender, message.recipient, lead_email, message.status, thread_ids, subject, rendered, sender, unsubscribe)
+    return _Work(message.id, message.message_id or "", message.sender, message.recipient, lead_email, message.status, thread_ids, subject, rendered, sender, unsubscribe, message.kind)
 
 
 def _defer(app: App, pk: int, until: dt.datetime) -> Outcome:
@@ -320,7 +334,7 @@ def _record(app: App, results: list[_Result], now: dt.datetime) -> dict[int, Out
             failure = result.failure
             if failure is None:
                 message.subject = result.work.subject
-                outcomes[message.id] = _set_sent(session, message, now)
+                outcomes[message.id] = _set_drafted(session, message, now) if result.work.kind == "draft" else _set_sent(session, message, now)
             elif isinstance(failure, TemporaryFailure):
                 outcomes[message.id] = _retry(app, session, message, now, str(failure))
             elif isinstance(failure, RecipientRefused):
@@ -352,9 +366,21 @@ def _set_sent(session: Session, message: Message, now: dt.datetime, *, recovered
     message.not_before = None
     if recovered:
         message.saved_to_sent = True
-    _log_event(session, message, now, "email-sent", message.subject + (" (found in Sent after an interrupted attempt)" if recovered else ""), recovered=recovered)
+    if message.kind == "notify":  # mail to the team about the lead: on the record, but not as an email to the lead
+        _log_event(session, message, now, "notice-sent", f"to {message.recipient}: {message.subject}", recovered=recovered)
+    else:
+        _log_event(session, message, now, "email-sent", message.subject + (" (found in Sent after an interrupted attempt)" if recovered else ""), recovered=recovered)
     log.info("message %d sent%s", message.id, " (recovered)" if recovered else "")
     return Outcome.SENT
+
+
+def _set_drafted(session: Session, message: Message, now: dt.datetime) -> Outcome:
+    message.status = "drafted"
+    message.error = None
+    message.not_before = None
+    _log_event(session, message, now, "draft-saved", f"left in {message.sender}'s Drafts to personalise and send: {message.subject}")
+    log.info("message %d left in Drafts", message.id)
+    return Outcome.DRAFTED
 
 
 def _log_event(session: Session, message: Message, now: dt.datetime, kind: str, key_points: str, **data: object) -> None:

@@ -27,7 +27,7 @@ from email.utils import getaddresses
 from typing import Any
 
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 
 from outreach.config import MailboxConfig
 from outreach.db.models import Enrollment, FolderCursor, InboundMail, Lead, Mailbox, Message, Task, Thread
@@ -57,6 +57,14 @@ class PollResult:
     recorded: Counter[str] = field(default_factory=Counter)
     quarantined: int = 0
     resynced: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _Seen:
+    """What a chunk's messages already are to us, read in two queries: our own Message-IDs, and recorded keys."""
+
+    ours: set[str | None]
+    keys: set[str]
 
 
 @dataclass(frozen=True)
@@ -104,19 +112,13 @@ class MailboxPoller:
 
     def take(self, folder: str, uids: Sequence[int]) -> PollResult:
         """Read these messages now, ahead of the cursor (which passes them later and finds them recorded)."""
-        result = PollResult()
         self.reader.open(folder)
         fetched = self.reader.headers(uids)
         bodies = self.reader.bodies([item.uid for item in fetched], BODY_LIMIT)
-        with transaction(self.app.sessions) as session:
+        with self.app.sessions() as session:
             mailbox_pk = session.scalar(select(Mailbox.id).where(Mailbox.address == self.address))
-            assert mailbox_pk is not None
-            for item in fetched:
-                result.seen += 1
-                kind = self._process(session, mailbox_pk, folder, item, bodies[item.uid]) if item.uid in bodies else None
-                if kind is not None:
-                    result.recorded[kind] += 1
-        return result
+        assert mailbox_pk is not None
+        return self._record_chunk(mailbox_pk, folder, None, fetched, bodies, isolate=True)
 
     # -- reading -------------------------------------------------------------------------------
 
@@ -145,8 +147,10 @@ class MailboxPoller:
                 log.warning("%s %s: UIDVALIDITY changed (%d -> %d); reading the folder again since our first message", self.address, folder, known[0], state.uidvalidity)
                 result.resynced.append(folder)
             with self.app.sessions() as session:
-                first_sent = session.scalar(select(func.min(Message.sent_at)).where(Message.mailbox_id == mailbox_pk, Message.direction == "out", Message.sent_at.is_not(None)))
-            uids = self.reader.uids_since((first_sent - dt.timedelta(days=1)).date()) if first_sent else []
+                first_sent = session.scalar(select(func.min(Message.created_at)).where(Message.mailbox_id == mailbox_pk, Message.direction == "out", Message.status != "planned"))
+            # The server dates mail by its own (wall) clock, which may be behind ours: a played-forward demo clock.
+            since = min(first_sent, dt.datetime.now(dt.timezone.utc)) - dt.timedelta(days=1) if first_sent else None
+            uids = self.reader.uids_since(since.date()) if since else []
             if not uids:
                 self._move_cursor(mailbox_pk, folder, state.uidvalidity, state.uidnext - 1)
         for start in range(0, len(uids), CHUNK):
@@ -158,17 +162,38 @@ class MailboxPoller:
         with self.app.sessions() as session:
             wanted = self._wanted(session, folder, fetched)
         bodies = self.reader.bodies(wanted, BODY_LIMIT)
+        try:  # the whole chunk in one go; should one message fail, again one by one, to set it aside
+            chunk = self._record_chunk(mailbox_pk, folder, (uidvalidity, max(uids)), fetched, bodies, isolate=False)
+        except Exception:
+            log.warning("%s %s: a message in UIDs %d-%d failed; reading them one at a time", self.address, folder, uids[0], uids[-1], exc_info=True)
+            chunk = self._record_chunk(mailbox_pk, folder, (uidvalidity, max(uids)), fetched, bodies, isolate=True)
+        result.seen += chunk.seen
+        result.recorded.update(chunk.recorded)
+        result.quarantined += chunk.quarantined
+
+    def _record_chunk(self, mailbox_pk: int, folder: str, cursor: tuple[int, int] | None, fetched: list[Fetched], bodies: dict[int, bytes], *, isolate: bool) -> PollResult:
+        """Record a chunk and move the cursor (uidvalidity, last UID) past it, in one transaction."""
+        result = PollResult(seen=len(fetched))
+        parsed = {uid: inb.parse(raw) for uid, raw in bodies.items()}
         with transaction(self.app.sessions) as session:
+            ids = {m.message_id for m in parsed.values() if m.message_id}
+            seen = _Seen(
+                ours=set(session.scalars(select(Message.message_id).where(Message.message_id.in_(ids), Message.direction == "out"))) if ids else set(),
+                keys=set(session.scalars(select(InboundMail.key).where(InboundMail.key.in_({_key(m) for m in parsed.values()})))) if parsed else set(),
+            )
             for item in fetched:
-                raw = bodies.get(item.uid)
-                result.seen += 1
-                if raw is None:
+                if item.uid not in bodies:
                     continue
-                kind = self._process(session, mailbox_pk, folder, item, raw)
+                if isolate:
+                    kind = self._process(session, mailbox_pk, folder, item, bodies[item.uid], parsed[item.uid], seen)
+                else:
+                    kind = self._handle(session, mailbox_pk, folder, item, bodies[item.uid], parsed[item.uid], seen)
                 if kind is not None:
                     result.recorded[kind] += 1
                     result.quarantined += kind == "quarantined"
-            self._set_cursor(session, mailbox_pk, folder, uidvalidity, max(uids))
+            if cursor is not None:
+                self._set_cursor(session, mailbox_pk, folder, *cursor)
+        return result
 
     def _move_cursor(self, mailbox_pk: int, folder: str, uidvalidity: int, last_uid: int) -> None:
         with transaction(self.app.sessions) as session:
@@ -208,14 +233,13 @@ class MailboxPoller:
 
     # -- one message ---------------------------------------------------------------------------
 
-    def _process(self, session: Session, mailbox_pk: int, folder: str, item: Fetched, raw: bytes) -> str | None:
-        """Record and act on one message; the kind recorded, or None when it does not concern us."""
+    def _process(self, session: Session, mailbox_pk: int, folder: str, item: Fetched, raw: bytes, message: inb.Inbound, seen: _Seen) -> str | None:
+        """Record and act on one message in a savepoint of its own: if it fails, it is quarantined."""
         try:
             with session.begin_nested():
-                return self._handle(session, mailbox_pk, folder, item, raw)
+                return self._handle(session, mailbox_pk, folder, item, raw, message, seen)
         except Exception as exc:  # one bad message must not stop the poller: keep it aside, with why
             log.exception("%s %s UID %d: quarantined", self.address, folder, item.uid)
-            message = inb.parse(raw)
             key = _key(message)
             if session.scalar(select(InboundMail.id).where(InboundMail.key == key)) is not None:
                 return None
@@ -223,13 +247,14 @@ class MailboxPoller:
             session.add(InboundMail(key=key, message_id=message.message_id, mailbox_id=mailbox_pk, folder=folder, uid=item.uid, kind="quarantined", sender=message.from_addr[:320], subject=message.subject[:998], received_at=item.internal_date or now, seen_at=now, error=f"{type(exc).__name__}: {exc}"[:2000]))
             return "quarantined"
 
-    def _handle(self, session: Session, mailbox_pk: int, folder: str, item: Fetched, raw: bytes) -> str | None:
-        message = inb.parse(raw)
+    def _handle(self, session: Session, mailbox_pk: int, folder: str, item: Fetched, raw: bytes, message: inb.Inbound, seen: _Seen) -> str | None:
+        """Record and act on one message; the kind recorded, or None when it does not concern us."""
         key = _key(message)
-        if message.message_id and session.scalar(select(Message.id).where(Message.message_id == message.message_id, Message.direction == "out")) is not None:
+        if message.message_id in seen.ours:
             return None  # one of ours: a sequence email in Sent, or a copy that came back
-        if session.scalar(select(InboundMail.id).where(InboundMail.key == key)) is not None:
+        if key in seen.keys:
             return None  # recorded before: from another mailbox, or before a restart or a resync
+        seen.keys.add(key)
         now = self.app.clock.now()
         received = min(item.internal_date or message.date or now, now)  # the server's arrival time, never after the clock
         if folder != "INBOX":
@@ -262,6 +287,10 @@ class MailboxPoller:
         waited = (sent - answered.received_at).total_seconds() if answered is not None and not answered.evidence.get("answered_at") else None
         row = InboundMail(key=key, message_id=message.message_id, mailbox_id=mailbox_pk, folder=folder, uid=item.uid, kind="own_reply", lead_id=match.lead.id, enrollment_id=match.enrollment.id if match.enrollment else None, thread_id=match.thread.id if match.thread else None, matched_by=match.how, sender=message.from_addr[:320], subject=message.subject[:998], received_at=sent, seen_at=now, evidence={"response_seconds": waited} if waited is not None else {})
         session.add(row)
+        drafted = session.scalars(select(Message).where(Message.lead_id == match.lead.id, Message.kind == "draft", Message.status == "drafted").order_by(Message.id.desc()).limit(1)).first()
+        if drafted is not None and (match.thread is None or drafted.thread_id == match.thread.id or message.message_id == drafted.message_id):
+            drafted.status, drafted.sent_at = "sent", sent
+            record(session, match.enrollment, sent, "escalation-message-sent", f"{self.address} sent the personal note: {message.subject}", channel="email", lead_id=match.lead.id, message=drafted.id)
         if answered is not None and waited is not None:
             answered.evidence = {**answered.evidence, "answered_at": sent.isoformat(), "response_seconds": waited}
             for task in session.scalars(select(Task).where(Task.lead_id == match.lead.id, Task.status == "open", Task.step_key.like("answer:%"))):
@@ -302,9 +331,11 @@ class MailboxPoller:
             lead = session.scalar(select(Lead).where(Lead.email == address))
             if lead is not None:
                 subject = base_subject(message.subject)
-                for thread, enrollment in _threads_of(session, lead):
+                threads = _threads_of(session, lead)
+                for thread, enrollment in threads:
                     if base_subject(thread.subject) == subject:
                         return Match(lead, enrollment, thread, "lead-subject")
+                return Match(lead, threads[0][1] if threads else None, None, "lead")  # written to a lead by hand: a contact all the same
         return None
 
 
@@ -400,7 +431,8 @@ def _by_message_ids(session: Session, ids: Iterable[str]) -> Message | None:
     wanted = [i for i in dict.fromkeys(ids) if i]
     if not wanted:
         return None
-    return session.scalars(select(Message).where(Message.message_id.in_(wanted), Message.direction == "out").order_by(Message.sent_at.desc().nulls_last(), Message.id.desc()).limit(1)).first()
+    query = select(Message).where(Message.message_id.in_(wanted), Message.direction == "out").options(joinedload(Message.enrollment), joinedload(Message.thread))
+    return session.scalars(query.order_by(Message.sent_at.desc().nulls_last(), Message.id.desc()).limit(1)).first()
 
 
 def _last_sent_to(session: Session, address: str) -> Message | None:
@@ -408,7 +440,7 @@ def _last_sent_to(session: Session, address: str) -> Message | None:
 
 
 def _match_for(session: Session, message: Message, how: str) -> Match | None:
-    lead = session.get(Lead, message.lead_id) if message.lead_id else None
+    lead = message.enrollment.lead if message.enrollment is not None else session.get(Lead, message.lead_id) if message.lead_id else None
     if lead is None:
         return None
     return Match(lead, message.enrollment, message.thread, how)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
-from outreach.db.models import Enrollment, Mailbox, Message, Task, Thread
+from outreach.db.models import Enrollment, InboundMail, Mailbox, Message, Person, Task, Thread
 from outreach.db.session import transaction
 from outreach.mail.compose import make_message_id
 from outreach.sequences import engine as eng
@@ -143,11 +143,7 @@ def _carry_out(app: App, session: Session, enrollment: Enrollment, seq: Sequence
         _event(session, enrollment, at, "task-opened", title, channel=action.channel, step=action.step_key)
         result.tasks += 1
     elif isinstance(action, eng.Escalate):
-        owner = enrollment.lead.owner
-        reviewer = owner.manager if owner and owner.manager and action.notify == "manager" else owner
-        title = f"Review {enrollment.lead.email}: no answer after {seq.name}"
-        session.add(Task(enrollment_id=enrollment.id, lead_id=enrollment.lead_id, assignee_id=reviewer.id if reviewer else None, step_key="escalate", channel="review", title=title, note=title, due_at=at, wait=False, status="open", created_at=at))
-        _event(session, enrollment, at, "escalated", f"no answer; {reviewer.name if reviewer else action.notify} asked to review", notify=action.notify)
+        _escalate(app, session, enrollment, seq, mailbox, action, work)
     elif isinstance(action, eng.GoDormant):
         revisit = f"; revisit {action.revisit_at:%Y-%m-%d}" if action.revisit_at else ""
         _event(session, enrollment, at, "dormant", f"no answer{revisit}")
@@ -159,6 +155,77 @@ def _carry_out(app: App, session: Session, enrollment: Enrollment, seq: Sequence
         _event(session, enrollment, at, "completed", f"{seq.name} finished")
     elif isinstance(action, eng.Resume):
         _event(session, enrollment, at, "resumed", "the pause ended")
+
+
+def _escalate(app: App, session: Session, enrollment: Enrollment, seq: Sequence, mailbox: Mailbox | None, action: eng.Escalate, work: _Batch) -> None:
+    """No answer after the last step: the reviewer (the owner's manager, by default) gets a review
+    task and an email with the thread's story; a personal message from the manager is sent or left
+    in the manager's Drafts folder, as the sequence says."""
+    at = action.at
+    lead = enrollment.lead
+    owner = lead.owner
+    if action.notify == "manager":
+        reviewer = owner.manager if owner and owner.manager else owner
+    elif action.notify == "owner":
+        reviewer = owner
+    else:
+        reviewer = session.scalar(select(Person).where(Person.email == action.notify))
+    reviewer_email = reviewer.email if reviewer else action.notify if "@" in action.notify else None
+    who = reviewer.name if reviewer else reviewer_email or action.notify
+    title = f"Review {lead.email}: no answer after {seq.name}"
+    summary = escalation_summary(app, session, enrollment, seq)
+    session.add(Task(enrollment_id=enrollment.id, lead_id=enrollment.lead_id, assignee_id=reviewer.id if reviewer else None, step_key="escalate", channel="review", title=title, note=summary, due_at=at, wait=False, status="open", created_at=at))
+    record(session, enrollment, at, "escalated", f"no answer; {who} asked to review", notify=action.notify, reviewer=reviewer_email)
+    if reviewer_email and mailbox is not None and (enrollment.id, "escalate-notify") not in work.planned:
+        work.planned.add((enrollment.id, "escalate-notify"))
+        name = " ".join(p for p in (lead.first_name, lead.last_name) if p) or lead.email
+        subject = f"No answer from {name}{f' ({lead.company})' if lead.company else ''} after {seq.name}"
+        _plan(session, enrollment, mailbox, None, "escalate-notify", None, reviewer_email, subject, at, work, kind="notify", body=summary)
+    if action.message_template:
+        sender_person = reviewer if action.message_from == "manager" else owner
+        sender = sender_person.mailbox if sender_person else None
+        if sender is None:
+            record(session, enrollment, at, "escalation-message-skipped", f"{sender_person.name if sender_person else action.message_from} has no mailbox to send the personal message from")
+        elif (enrollment.id, "escalate-message") not in work.planned:
+            work.planned.add((enrollment.id, "escalate-message"))
+            number = max((n for (eid, n) in work.threads if eid == enrollment.id), default=0) + 100  # its own thread
+            thread = Thread(enrollment_id=enrollment.id, number=number, subject="", root_message_id=None)
+            session.add(thread)
+            work.threads[(enrollment.id, number)] = thread
+            _plan(session, enrollment, sender, thread, "escalate-message", action.message_template, lead.email, "", at, work, kind="draft" if action.message_mode == "draft" else "sequence")
+
+
+def _plan(session: Session, enrollment: Enrollment, mailbox: Mailbox, thread: Thread | None, step_key: str, template: str | None, recipient: str, subject: str, at: dt.datetime, work: _Batch, *, kind: str, body: str | None = None) -> Message:
+    """An outbox row, delivered like every other: limits, exactly once, the record."""
+    message = Message(
+        direction="out", kind=kind, body=body, enrollment_id=enrollment.id, lead_id=enrollment.lead_id, thread=thread, mailbox_id=mailbox.id,
+        step_key=step_key, template=template, message_id=make_message_id(mailbox.address.rpartition("@")[2]), status="planned",
+        subject=subject, sender=mailbox.address, recipient=recipient, planned_at=at, not_before=at, attempts=0, created_at=at,
+    )
+    session.add(message)
+    work.messages.append(message)
+    return message
+
+
+def escalation_summary(app: App, session: Session, enrollment: Enrollment, seq: Sequence) -> str:
+    """The thread's story for the reviewer: who, what was sent when, what came back, where to look."""
+    lead = enrollment.lead
+    cal = app.enrollment_calendar(session, enrollment, seq)
+    name = " ".join(p for p in (lead.first_name, lead.last_name) if p) or lead.email
+    lines = [f"{name}{f', {lead.title}' if lead.title else ''}{f' at {lead.company}' if lead.company else ''} <{lead.email}>"]
+    if lead.owner:
+        lines.append(f"Owner: {lead.owner.name}")
+    lines += ["", f"{seq.name} ({seq.description})" if seq.description else seq.name, ""]
+    sent = session.scalars(select(Message).where(Message.enrollment_id == enrollment.id, Message.direction == "out", Message.status == "sent").order_by(Message.sent_at))
+    for message in sent:
+        when = message.sent_at.astimezone(cal.tz) if message.sent_at else None
+        lines.append(f"  {when:%a %d %b %H:%M} email   {message.subject}" if when else f"  email   {message.subject}")
+    for task in session.scalars(select(Task).where(Task.enrollment_id == enrollment.id, Task.channel != "review").order_by(Task.due_at)):
+        lines.append(f"  {task.due_at.astimezone(cal.tz):%a %d %b}       {task.channel:<7} {task.title} ({task.status}{f': {task.outcome}' if task.outcome else ''})")
+    for mail in session.scalars(select(InboundMail).where(InboundMail.enrollment_id == enrollment.id).order_by(InboundMail.received_at)):
+        lines.append(f"  {mail.received_at.astimezone(cal.tz):%a %d %b %H:%M} {mail.kind.replace('_', '-'):<7} {mail.subject}")
+    lines += ["", "No answer yet. Open the record:", f"  outreach lead show {lead.email}"]
+    return "\n".join(lines) + "\n"
 
 
 def relay(app: App, *, now: dt.datetime | None = None, batch: int = 1000, per_message: int = SEND_BATCH) -> list[list[int]]:

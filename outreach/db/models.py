@@ -158,6 +158,8 @@ class Message(Base):
     )
     id: Mapped[int] = mapped_column(primary_key=True)
     direction: Mapped[str] = mapped_column(String(8))  # out | in
+    kind: Mapped[str] = mapped_column(String(16), default="sequence", server_default="sequence")  # sequence | notify (to the team) | draft (left in Drafts)
+    body: Mapped[str | None] = mapped_column(Text)  # the text of a notification, written when it was planned
     enrollment_id: Mapped[int | None] = mapped_column(ForeignKey("enrollment.id", ondelete="SET NULL"))
     lead_id: Mapped[int | None] = mapped_column(ForeignKey("lead.id", ondelete="SET NULL"), index=True)
     thread_id: Mapped[int | None] = mapped_column(ForeignKey("thread.id", ondelete="SET NULL"))
@@ -167,7 +169,7 @@ class Message(Base):
     message_id: Mapped[str | None] = mapped_column(String(998), unique=True)
     in_reply_to: Mapped[str | None] = mapped_column(String(998))
     references: Mapped[str | None] = mapped_column(Text)
-    status: Mapped[str] = mapped_column(String(16))  # planned | sending | sent | failed | cancelled | received
+    status: Mapped[str] = mapped_column(String(16))  # planned | sending | sent | drafted | failed | cancelled
     subject: Mapped[str] = mapped_column(String(998), default="")
     sender: Mapped[str] = mapped_column(String(320), default="")
     recipient: Mapped[str] = mapped_column(String(320), default="")

@@ -36,6 +36,8 @@ class FoundMessage:
 class MailStore(Protocol):
     def append_sent(self, raw: bytes, when: dt.datetime) -> None: ...
 
+    def append_draft(self, raw: bytes, when: dt.datetime) -> None: ...
+
     def sent_has(self, message_id: str) -> bool: ...
 
     def replies(self, message_ids: Sequence[str], from_address: str) -> list[FoundMessage]: ...
@@ -95,6 +97,9 @@ class ImapStore:
     def append_sent(self, raw: bytes, when: dt.datetime) -> None:
         self._run("APPEND", lambda c: c.append(self.config.sent_folder, raw, flags=[b"\\Seen"], msg_time=when))
 
+    def append_draft(self, raw: bytes, when: dt.datetime) -> None:
+        self._run("APPEND", lambda c: c.append(self.config.drafts_folder, raw, flags=[b"\\Draft", b"\\Seen"], msg_time=when))
+
     def sent_has(self, message_id: str) -> bool:
         def search(client: IMAPClient) -> bool:
             client.select_folder(self.config.sent_folder, readonly=True)
@@ -132,11 +137,16 @@ class StubStore:
 
     sent: list[bytes] = field(default_factory=list)
     inbox: list[bytes] = field(default_factory=list)
+    drafts: list[bytes] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def append_sent(self, raw: bytes, when: dt.datetime) -> None:
         with self._lock:
             self.sent.append(raw)
+
+    def append_draft(self, raw: bytes, when: dt.datetime) -> None:
+        with self._lock:
+            self.drafts.append(raw)
 
     def sent_has(self, message_id: str) -> bool:
         return any(email.message_from_bytes(raw).get("Message-ID") == message_id for raw in self.sent)

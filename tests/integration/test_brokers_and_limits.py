@@ -43,8 +43,10 @@ def test_the_pipeline_runs_on_redis_and_rabbitmq(broker_name: str, request: pyte
         pipe.run_until(START + dt.timedelta(days=30))
     finally:
         pipe.close()
-    ids = [r.message["Message-ID"] for r in smtp_server.received]
+    ids = [r.message["Message-ID"] for r in smtp_server.received if not r.recipients[0].endswith("@appneural.example")]
+    notices = [r.message["Message-ID"] for r in smtp_server.received if r.recipients[0].endswith("@appneural.example")]
     assert len(ids) == 48 and len(set(ids)) == 48  # 12 leads x 4 emails, each once
+    assert len(notices) == 12 and len(set(notices)) == 12  # and each lead's escalation notice, once
 
 
 def test_a_daily_cap_spreads_sending_over_days_and_loses_nothing(tmp_path: Path, smtp_server: SmtpServer, stub_broker: Any) -> None:
@@ -52,7 +54,8 @@ def test_a_daily_cap_spreads_sending_over_days_and_loses_nothing(tmp_path: Path,
     try:
         pipe.run_until(START + dt.timedelta(days=90))
         with pipe.app.sessions() as session:
-            outbox = {m.message_id: m.status for m in session.scalars(select(Message).where(Message.direction == "out"))}
+            outbox = {m.message_id: m.status for m in session.scalars(select(Message).where(Message.direction == "out", Message.kind != "draft"))}
+            drafts = session.scalars(select(Message).where(Message.kind == "draft")).all()
     finally:
         pipe.close()
     per_day: dict[tuple[str, dt.date], int] = defaultdict(int)
@@ -66,6 +69,7 @@ def test_a_daily_cap_spreads_sending_over_days_and_loses_nothing(tmp_path: Path,
     received = [item.message["Message-ID"] for item in smtp_server.received]
     assert len(received) == len(set(received)) >= 48  # the cadences, and the re-engagements after the revisits
     assert set(received) == set(outbox) and set(outbox.values()) == {"sent"}, "a capped message was lost"
+    assert drafts and all(d.status == "failed" and "has no imap settings" in (d.error or "") for d in drafts), "without IMAP a draft has nowhere to go, and says so"
     for times in per_box.values():
         times.sort()
         assert all((b - a) >= dt.timedelta(seconds=600) for a, b in zip(times, times[1:]))

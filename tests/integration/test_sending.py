@@ -42,10 +42,12 @@ def enroll_all(pipe: Pipeline, sequence: str = BD) -> list[str]:
     return result.enrolled
 
 
-def by_recipient(smtp: SmtpServer) -> dict[str, list[Any]]:
+def by_recipient(smtp: SmtpServer, *, team: bool = False) -> dict[str, list[Any]]:
+    """What each lead received (or, with team=True, what the team received: escalation notices)."""
     grouped: dict[str, list[Any]] = defaultdict(list)
     for item in smtp.received:
-        grouped[item.recipients[0]].append(item.message)
+        if item.recipients[0].endswith("@appneural.example") == team:
+            grouped[item.recipients[0]].append(item.message)
     return grouped
 
 
@@ -84,8 +86,12 @@ def test_a_sequence_runs_on_time_threaded_and_once(pipeline: Pipeline, smtp_serv
             assert steps is None
             kinds = list(session.scalars(select(Event.kind).where(Event.enrollment_id == enrollment.id).order_by(Event.id)))
             assert kinds.count("email-sent") == 4 and "task-opened" in kinds and "escalated" in kinds and "dormant" in kinds
-        sent = session.scalars(select(Message).where(Message.direction == "out")).all()
+        sent = session.scalars(select(Message).where(Message.direction == "out", Message.kind != "draft")).all()
         assert {m.status for m in sent} == {"sent"} and all(m.saved_to_sent for m in sent)
+        drafts = session.scalars(select(Message).where(Message.kind == "draft")).all()
+        assert len(drafts) == 12 and {m.status for m in drafts} == {"drafted"}, "each manager's note waits in Drafts"
+    # every lead's escalation reached the reviewer: Meera manages the team, and reviews her own leads
+    assert {k: len(v) for k, v in by_recipient(smtp_server, team=True).items()} == {"meera@appneural.example": 12}
     # every message has its copy in the sender's Sent folder
     in_sent = {m["Message-ID"] for box in ("priya@appneural.example", "rahul@appneural.example", "meera@appneural.example", "support@appneural.example") for m in dovecot.messages(box, "Sent")}
     assert set(ids) <= in_sent
@@ -119,7 +125,7 @@ def test_a_reply_a_second_before_the_follow_up_stops_it(pipeline: Pipeline, smtp
         assert cancelled.step_key == "proposal-check"
         assert session.scalars(select(Event).where(Event.enrollment_id == enrollment.id, Event.kind == "reply")).one().data["message_id"] == "<reply-1@acme.example>"
     # the other leads went on
-    assert len({r.recipients[0] for r in smtp_server.received}) == 12
+    assert len(by_recipient(smtp_server)) == 12
 
 
 def test_temporary_failures_and_dropped_connections_are_retried_until_each_step_is_delivered_once(pipeline: Pipeline, smtp_server: SmtpServer) -> None:
@@ -135,7 +141,8 @@ def test_temporary_failures_and_dropped_connections_are_retried_until_each_step_
         deferred = session.scalars(select(Event).where(Event.kind == "send-deferred")).all()
         assert len(deferred) >= len(smtp_server.handler.failures) * 0.5
         assert any("421" in e.key_points or "451" in e.key_points or "connection" in e.key_points for e in deferred)
-        assert {m.status for m in session.scalars(select(Message))} == {"sent"}
+        assert {m.status for m in session.scalars(select(Message).where(Message.kind != "draft"))} == {"sent"}
+    assert {k: len(v) for k, v in by_recipient(smtp_server, team=True).items()} == {"meera@appneural.example": 12}, "each notice once, too"
 
 
 def test_a_refused_recipient_is_a_hard_bounce_and_is_suppressed(pipeline: Pipeline, smtp_server: SmtpServer) -> None:
