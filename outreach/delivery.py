@@ -284,7 +284,7 @@ def _claim_one(app: App, session: Session, message: Message, mailbox: Mailbox | 
     if message.status == "sending" and message.not_before and message.not_before > now:
         return Outcome.DEFERRED
     enrollment = message.enrollment
-    if enrollment is None or enrollment.phase == eng.Phase.STOPPED.value:
+    if enrollment is None or (enrollment.phase == eng.Phase.STOPPED.value and message.kind != "notify"):  # the team still hears of a reply
         return _set_cancelled(session, message, now, f"the enrollment is {enrollment.phase if enrollment else 'gone'}")
     if suppressed:
         return _set_cancelled(session, message, now, "the address is suppressed")

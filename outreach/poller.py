@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import random
 import threading
 import time
 from collections import Counter
@@ -34,9 +35,11 @@ from outreach.db.models import Enrollment, FolderCursor, InboundMail, Lead, Mail
 from outreach.db.session import transaction
 from outreach.mail import inbound as inb
 from outreach.mail.compose import base_subject
+from outreach.mail.sentiment import is_negative
 from outreach.mail.reader import Fetched, FolderReader, FolderState
 from outreach.mail.transport import TemporaryFailure
 from outreach.sequences import engine as eng
+from outreach.scheduler import escalate_answer
 from outreach.service import App, record, suppress
 
 log = logging.getLogger(__name__)
@@ -354,6 +357,9 @@ def act(app: App, session: Session, row: InboundMail, found: inb.Classification,
         if found.meeting == "accepted":
             record(session, match.enrollment, received, "meeting", "meeting accepted (calendar reply)", channel="email", lead_id=lead.id, outcome="meeting booked", inbound=row.id)
         _ask_owner_to_answer(app, session, lead, match, row, received)
+        seq = app.definition(match.enrollment.sequence) if match.enrollment is not None else None
+        if seq is not None and match.enrollment is not None and seq.on_negative_reply == "escalate" and is_negative(row.new_text):
+            escalate_answer(app, session, match.enrollment, row, received, why="negative feedback", within=seq.negative_within)
     elif kind is inb.Kind.AUTO_REPLY:
         until = None
         if found.until is not None and match.enrollment is not None:
@@ -386,11 +392,11 @@ def _suppress(app: App, session: Session, email: str, reason: str, source: str, 
 
 
 def _ask_owner_to_answer(app: App, session: Session, lead: Lead, match: Match, row: InboundMail, at: dt.datetime) -> None:
-    """The owner hears of the reply as an open task to answer it, due within a business day."""
+    """The owner hears of the reply as an open task to answer it, due within the sequence's reply_sla."""
     due = at + dt.timedelta(days=1)
     if match.enrollment is not None:
-        cal = app.enrollment_calendar(session, match.enrollment, app.definition(match.enrollment.sequence))
-        due = cal.add_business_hours(at, 8)
+        seq = app.definition(match.enrollment.sequence)
+        due = app.enrollment_calendar(session, match.enrollment, seq).after(at, seq.reply_sla, random.Random(row.id))
     name = " ".join(p for p in (lead.first_name, lead.last_name) if p) or lead.email
     first_line = next((line.strip() for line in row.new_text.splitlines() if line.strip()), "")[:200]
     session.add(Task(enrollment_id=match.enrollment.id if match.enrollment else None, lead_id=lead.id, assignee_id=lead.owner_id, step_key=f"answer:{row.id}", channel="email", title=f"Answer {name}" + (f" ({lead.company})" if lead.company else ""), note=first_line, due_at=due, wait=False, status="open", created_at=at))

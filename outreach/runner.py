@@ -11,9 +11,9 @@ from dataclasses import dataclass
 import dramatiq
 from sqlalchemy import func, select
 
-from outreach.db.models import Enrollment, Message
+from outreach.db.models import Enrollment, Message, Task
 from outreach.db.session import transaction
-from outreach.scheduler import SCHEDULED, TickResult, relay, tick
+from outreach.scheduler import SCHEDULED, UNANSWERED, TickResult, escalate_unanswered, relay, tick
 from outreach.service import App
 
 log = logging.getLogger(__name__)
@@ -38,6 +38,7 @@ def step(app: App, enqueue: Callable[[list[int]], object], *, now: dt.datetime |
     now = now or app.clock.now()
     result = TickResult()
     ids: list[int] = []
+    escalate_unanswered(app, now=now)  # replies nobody answered in time: to the manager, with their notices
     while True:  # a tick takes a batch of due enrollments; their messages go out while the next is planned
         more = tick(app, now=now)
         result.enrollments += more.enrollments
@@ -58,7 +59,8 @@ def next_wakeup(app: App) -> dt.datetime | None:
     with app.sessions() as session:
         a = session.scalar(select(func.min(Enrollment.next_action_at)).where(Enrollment.phase.in_(SCHEDULED)))
         b = session.scalar(select(func.min(Message.not_before)).where(Message.direction == "out", Message.status.in_(("planned", "sending"))))
-    times = [t for t in (a, b) if t is not None]
+        c = session.scalar(select(func.min(Task.due_at)).where(*UNANSWERED))
+    times = [t for t in (a, b, c) if t is not None]
     from outreach.clock import ensure_utc
 
     return ensure_utc(min(times)) if times else None

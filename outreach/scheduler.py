@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import random
 from dataclasses import dataclass, field
 
 from sqlalchemy import or_, select, update
@@ -19,6 +20,7 @@ from outreach.db.models import Enrollment, InboundMail, Mailbox, Message, Person
 from outreach.db.session import transaction
 from outreach.mail.compose import make_message_id
 from outreach.sequences import engine as eng
+from outreach.sequences.delays import Delay
 from outreach.sequences.schema import Sequence
 from outreach.service import App, record, save_state, state_from_json
 
@@ -196,6 +198,12 @@ def _escalate(app: App, session: Session, enrollment: Enrollment, seq: Sequence,
 
 
 def _plan(session: Session, enrollment: Enrollment, mailbox: Mailbox, thread: Thread | None, step_key: str, template: str | None, recipient: str, subject: str, at: dt.datetime, work: _Batch, *, kind: str, body: str | None = None) -> Message:
+    message = plan_message(session, enrollment, mailbox, thread, step_key, template, recipient, subject, at, kind=kind, body=body)
+    work.messages.append(message)
+    return message
+
+
+def plan_message(session: Session, enrollment: Enrollment, mailbox: Mailbox, thread: Thread | None, step_key: str, template: str | None, recipient: str, subject: str, at: dt.datetime, *, kind: str, body: str | None = None) -> Message:
     """An outbox row, delivered like every other: limits, exactly once, the record."""
     message = Message(
         direction="out", kind=kind, body=body, enrollment_id=enrollment.id, lead_id=enrollment.lead_id, thread=thread, mailbox_id=mailbox.id,
@@ -203,8 +211,58 @@ def _plan(session: Session, enrollment: Enrollment, mailbox: Mailbox, thread: Th
         subject=subject, sender=mailbox.address, recipient=recipient, planned_at=at, not_before=at, attempts=0, created_at=at,
     )
     session.add(message)
-    work.messages.append(message)
     return message
+
+
+def escalate_answer(app: App, session: Session, enrollment: Enrollment, mail: InboundMail, at: dt.datetime, *, why: str, within: Delay) -> None:
+    """A lead's reply needs the manager: negative feedback, or an answer overdue. A review task
+    due within `within` (business time), an email with the reply, and a line on the record."""
+    key = f"{'negative' if why == 'negative feedback' else 'sla'}:{mail.id}"  # once per reply and reason
+    if session.scalar(select(Task.id).where(Task.enrollment_id == enrollment.id, Task.step_key == key)) is not None:
+        return
+    seq = app.definition(enrollment.sequence)
+    lead = enrollment.lead
+    owner = lead.owner
+    reviewer = owner.manager if owner and owner.manager else owner
+    cal = app.enrollment_calendar(session, enrollment, seq)
+    due = cal.after(at, within, random.Random(key))
+    name = " ".join(p for p in (lead.first_name, lead.last_name) if p) or lead.email
+    subject = f"{name}{f' ({lead.company})' if lead.company else ''}: {why}"
+    body = "\n".join([
+        f"{name} <{lead.email}> wrote on {mail.received_at.astimezone(cal.tz):%a %d %b %H:%M}:",
+        "",
+        *(f"  {line}" for line in (mail.new_text or mail.subject).splitlines()),
+        "",
+        f"Owner: {owner.name if owner else 'nobody'}. Please take it up by {due.astimezone(cal.tz):%a %d %b %H:%M}.",
+        f"  outreach lead show {lead.email}",
+    ]) + "\n"
+    session.add(Task(enrollment_id=enrollment.id, lead_id=lead.id, assignee_id=reviewer.id if reviewer else None, step_key=key, channel="review", title=f"{why.capitalize()}: {name}", note=body, due_at=due, wait=False, status="open", created_at=at))
+    record(session, enrollment, at, "escalated", f"{why}; {reviewer.name if reviewer else 'the owner'} asked to take it up by {due:%Y-%m-%d %H:%M} UTC", reason=why, inbound=mail.id)
+    mailbox = app.mailbox_for(session, seq, lead, enrollment.seed)
+    if reviewer is not None and mailbox is not None:
+        plan_message(session, enrollment, mailbox, None, key, None, reviewer.email, subject, at, kind="notify", body=body)
+
+
+# open answer tasks not yet escalated: the SLA's clock
+UNANSWERED = (Task.status == "open", Task.step_key.like("answer:%"), Task.outcome.is_(None), Task.enrollment_id.is_not(None))
+
+
+def escalate_unanswered(app: App, *, now: dt.datetime | None = None) -> int:
+    """Replies whose answer task is past due (the sequence's reply_sla) go to the manager, once each."""
+    now = now or app.clock.now()
+    count = 0
+    with transaction(app.sessions) as session:
+        overdue = session.scalars(select(Task).where(*UNANSWERED, Task.due_at <= now).order_by(Task.due_at).limit(200))
+        for task in list(overdue):
+            task.outcome = "escalated: not answered in time"  # still open for the owner; escalated once
+            mail = session.get(InboundMail, int((task.step_key or "answer:0").split(":")[1]))
+            enrollment = session.get(Enrollment, task.enrollment_id)
+            if mail is None or enrollment is None:
+                continue
+            seq = app.definition(enrollment.sequence)
+            escalate_answer(app, session, enrollment, mail, now, why=f"reply not answered within {seq.reply_sla}", within=Delay.parse("4 business hours"))
+            count += 1
+    return count
 
 
 def escalation_summary(app: App, session: Session, enrollment: Enrollment, seq: Sequence) -> str:

@@ -171,6 +171,9 @@ class Sequence(Strict):
     on_auto_reply: AutoReplyPolicy = Field(default_factory=AutoReplyPolicy)
     on_bounce: Literal["suppress", "stop"] = "suppress"
     on_unsubscribe: Literal["suppress", "stop"] = "suppress"
+    reply_sla: DelayField = Field(default_factory=lambda: Delay.parse("1 business day"))  # answer a reply within this, or it escalates
+    on_negative_reply: Literal["escalate", "none"] = "none"  # feedback sequences: a negative answer goes to the manager at once
+    negative_within: DelayField = Field(default_factory=lambda: Delay.parse("1 business day"))  # ... to be taken up within this
     steps: list[Step] = Field(min_length=1)
     repeat: Repeat | None = None
     escalate: Escalate | None = None

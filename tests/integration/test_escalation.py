@@ -90,3 +90,85 @@ def test_no_answer_escalates_to_the_manager_with_the_story_and_leaves_her_note_i
         assert enrollment.phase == "dormant" and enrollment.lead.status == "Dormant"
         revisit = session.scalars(select(Event).where(Event.kind == "dormant")).one()
         assert "revisit" in revisit.key_points
+
+
+def _reply(to: EmailMessage, text: str, message_id: str) -> bytes:
+    msg = EmailMessage()
+    msg["From"] = f"Ananya Rao <{ANANYA}>"
+    msg["To"] = str(to["From"])
+    msg["Subject"] = f"Re: {to['Subject']}"
+    msg["Message-ID"] = message_id
+    msg["In-Reply-To"] = to["Message-ID"]
+    msg["References"] = to["Message-ID"]
+    msg.set_content(text)
+    return msg.as_bytes()
+
+
+def test_a_reply_nobody_answers_within_the_sla_goes_to_the_manager_once(pipeline: Pipeline, smtp_server: SmtpServer, dovecot: Dovecot) -> None:
+    pipeline.run_until(START + dt.timedelta(hours=2))
+    [intro] = [r.message for r in smtp_server.received if r.recipients == [ANANYA]]
+    dovecot.append("priya@appneural.example", "INBOX", _reply(intro, "Could you send the pricing for 40 seats?", "<pricing@acme.example>"))
+    poll_all(pipeline.app)
+    with pipeline.app.sessions() as session:
+        answer = session.scalars(select(Task).where(Task.step_key.like("answer:%"))).one()
+        replied_at = session.scalars(select(Event.at).where(Event.kind == "reply")).one()
+    assert dt.timedelta(hours=4) <= answer.due_at - replied_at <= dt.timedelta(days=4), "4 business hours, weekends and nights excluded"
+    pipeline.run_until(answer.due_at - dt.timedelta(minutes=1))
+    assert not [r for r in smtp_server.received if r.recipients == [MEERA]], "not before the SLA runs out"
+    pipeline.run_until(answer.due_at + dt.timedelta(days=3))
+    [notice] = [r.message for r in smtp_server.received if r.recipients == [MEERA]]
+    assert "reply not answered within 4 business hours" in notice["Subject"]
+    assert "Could you send the pricing for 40 seats?" in notice.get_body(("plain",)).get_content()
+    with pipeline.app.sessions() as session:
+        [review] = session.scalars(select(Task).where(Task.step_key.like("sla:%"))).all()
+        assert review.assignee_id == session.scalars(select(Person.id).where(Person.email == MEERA)).one()
+
+
+def test_an_answer_in_time_means_no_escalation(pipeline: Pipeline, smtp_server: SmtpServer, dovecot: Dovecot) -> None:
+    pipeline.run_until(START + dt.timedelta(hours=2))
+    [intro] = [r.message for r in smtp_server.received if r.recipients == [ANANYA]]
+    dovecot.append("priya@appneural.example", "INBOX", _reply(intro, "Could you send the pricing?", "<pricing@acme.example>"))
+    poll_all(pipeline.app)
+    own = EmailMessage()
+    own["From"], own["To"], own["Subject"] = "Priya Sharma <priya@appneural.example>", ANANYA, f"Re: {intro['Subject']}"
+    own["Message-ID"], own["In-Reply-To"] = "<priya-answer@appneural.example>", "<pricing@acme.example>"
+    own.set_content("Here it is.")
+    client = dovecot.client("priya@appneural.example")
+    try:
+        client.append("Sent", own.as_bytes(), msg_time=pipeline.clock.now())
+    finally:
+        client.logout()
+    poll_all(pipeline.app)
+    pipeline.run_until(START + dt.timedelta(days=7))
+    assert not [r for r in smtp_server.received if r.recipients == [MEERA]]
+    with pipeline.app.sessions() as session:
+        assert session.scalars(select(Task.status).where(Task.step_key.like("answer:%"))).one() == "done"
+        assert not session.scalars(select(Task).where(Task.step_key.like("sla:%"))).all()
+
+
+@pytest.mark.parametrize(
+    ("text", "negative"),
+    [
+        ("Honestly, the engineer was rude and the issue is still not fixed. Not happy.", True),
+        ("Thank you, the team did a great job and everything works.", False),
+    ],
+)
+def test_negative_feedback_on_aftercare_goes_to_the_manager_within_a_business_day(pipeline: Pipeline, smtp_server: SmtpServer, dovecot: Dovecot, text: str, negative: bool) -> None:
+    pipeline.app.enroll("aftercare-feedback", [ANANYA], seed=5)
+    pipeline.run_until(START + dt.timedelta(hours=2))
+    with pipeline.app.sessions() as session:
+        thank_you_id = session.scalars(select(Message.message_id).where(Message.step_key.like("thank-you%"))).one()
+    [thank_you] = [r.message for r in smtp_server.received if r.message["Message-ID"] == thank_you_id]
+    dovecot.append("priya@appneural.example", "INBOX", _reply(thank_you, text, "<feedback@acme.example>"))
+    poll_all(pipeline.app)
+    pipeline.run_until(START + dt.timedelta(hours=3))
+    with pipeline.app.sessions() as session:
+        reviews = session.scalars(select(Task).where(Task.step_key.like("negative:%"))).all()
+        reply_at = session.scalars(select(Event.at).where(Event.kind == "reply")).one()
+    notices = [r.message for r in smtp_server.received if r.recipients == [MEERA]]
+    if negative:
+        [review] = reviews
+        assert review.due_at - reply_at <= dt.timedelta(days=4) and "rude" in review.note
+        assert len(notices) == 1 and notices[0]["Subject"].endswith(": negative feedback")
+    else:
+        assert not reviews and not notices
