@@ -18,6 +18,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import random
+import re
 import threading
 import time
 from collections import Counter
@@ -50,6 +51,11 @@ IDLE_TURN = 5.0  # seconds per IDLE turn
 SOFT_BOUNCE_LIMIT = 3  # soft bounces to one address before it is treated as hard
 THREAD_SPAN = dt.timedelta(days=120)  # how long after our last message a subject-only match still counts
 _REPORT_SENDERS = ("mailer-daemon", "postmaster", "mail-daemon", "mailerdaemon", "bounce", "noreply", "no-reply")
+_REPORT_SUBJECT = re.compile(
+    r"undeliver|delivery (status|fail|notification|report|problem)|returned mail|failure notice|mail delivery|not (be )?delivered|"
+    r"nondeliverable|non[- ]?remis|unzustellbar|no entregado|rejected|bounce|abuse report|complaint",
+    re.IGNORECASE,
+)
 _AUTO_HEADERS = ("auto-submitted", "x-autoreply", "x-autorespond", "x-ms-exchange-inbox-rules-loop", "x-ms-exchange-generated-message-source", "x-auto-response")
 _FREE_MAIL = frozenset({"gmail.com", "googlemail.com", "yahoo.com", "hotmail.com", "outlook.com", "live.com", "aol.com", "icloud.com", "me.com", "proton.me", "protonmail.com", "gmx.de", "gmx.net", "web.de", "mail.ru", "yandex.ru", "qq.com", "163.com", "rediffmail.com"})
 
@@ -422,10 +428,13 @@ def _addresses(headers: Any, *names: str) -> list[str]:
 
 
 def _looks_automatic(headers: Any) -> bool:
+    """Reports and auto-replies, from the headers alone: worth a body even when they name nobody we know."""
     sender = " ".join(_addresses(headers, "From")) or str(headers.get("From") or "").lower()
     content_type = str(headers.get("Content-Type") or "").lower()
     return (
-        any(name in sender for name in _REPORT_SENDERS)
+        not sender
+        or any(name in sender.replace("_", "") for name in _REPORT_SENDERS)
+        or _REPORT_SUBJECT.search(str(headers.get("Subject") or "")) is not None
         or "multipart/report" in content_type
         or str(headers.get("Return-Path") or "").strip() == "<>"
         or any(headers.get(name) is not None and str(headers.get(name)).strip().lower() != "no" for name in _AUTO_HEADERS)
