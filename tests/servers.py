@@ -210,3 +210,49 @@ class Dovecot:
             return [message_from_bytes(data[uid][b"RFC822"], policy=policy.default) for uid in sorted(data)]  # type: ignore[misc]
         finally:
             client.logout()
+
+
+class Pymap:
+    """LocalMail (pymap, in this process) behind the same test interface as `Dovecot`: a second IMAP
+    server implementation for the same suite."""
+
+    def __init__(self, users: dict[str, str]) -> None:
+        from outreach.mail.localmail import LocalMail
+
+        self.users = users
+        self.root = Path(tempfile.mkdtemp(prefix="outreach-pymap-", dir=tempfile.gettempdir()))
+        self._mail = LocalMail(self.root / "mail", users)
+
+    def start(self) -> Pymap:
+        self._mail.start()
+        self.port = self._mail.imap_port
+        return self
+
+    def restart(self) -> None:
+        """Stop and start again on the same port and maildirs (clients are cut off)."""
+        from outreach.mail.localmail import LocalMail
+
+        self._mail.stop()
+        self._mail = LocalMail(self.root / "mail", self.users, imap_port=self.port)
+        self._mail.start()
+
+    def stop(self) -> None:
+        self._mail.stop()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    def client(self, user: str):  # type: ignore[no-untyped-def]
+        from imapclient import IMAPClient
+
+        client = IMAPClient("127.0.0.1", port=self.port, ssl=False, timeout=10)
+        client.login(user, self.users[user])
+        return client
+
+    def append(self, user: str, folder: str, raw: bytes) -> None:
+        client = self.client(user)
+        try:
+            client.append(folder, raw)
+        finally:
+            client.logout()
+
+    def messages(self, user: str, folder: str) -> list[EmailMessage]:
+        return [message_from_bytes(raw, policy=policy.default) for raw in self._mail.messages(user, folder)]  # type: ignore[misc]

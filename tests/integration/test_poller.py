@@ -30,6 +30,21 @@ ANANYA = "ananya.rao@acme.example"  # Priya's lead at Acme
 TALON = Path(__file__).resolve().parents[3] / "shared" / "corpus" / "talon" / "tests" / "fixtures" / "standard_replies"
 
 
+@pytest.fixture(params=["dovecot", "pymap"])
+def dovecot(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """Dovecot, and pymap as a second IMAP server implementation for the same suite."""
+    if request.param == "dovecot":
+        yield request.getfixturevalue("dovecot")
+        return
+    from tests.pipeline import MAILBOXES, PASSWORD, PASSWORD_ENV
+    from tests.servers import Pymap
+
+    monkeypatch.setenv(PASSWORD_ENV, PASSWORD)
+    server = Pymap({box: PASSWORD for box in MAILBOXES}).start()
+    yield server
+    server.stop()
+
+
 @pytest.fixture
 def pipeline(tmp_path: Path, smtp_server: SmtpServer, dovecot: Dovecot, database_url: str, stub_broker: Any) -> Iterator[Pipeline]:
     workspace = make_workspace(tmp_path / "ws", smtp_server, dovecot)
