@@ -324,7 +324,11 @@ class MailboxPoller:
                 if sent is not None:
                     return _match_for(session, sent, "recipient")
             return None
-        return _by_sender_and_subject(session, message)
+        by_subject = _by_sender_and_subject(session, message)
+        if by_subject is None and found.kind is inb.Kind.UNSUBSCRIBE and message.from_addr:
+            sent = _last_sent_to(session, message.from_addr)  # "unsubscribe" to our mailto: the sender is the lead
+            return _match_for(session, sent, "sender") if sent is not None else None
+        return by_subject
 
     def _match_outgoing(self, session: Session, message: inb.Inbound) -> Match | None:
         ids = [*message.references, *([message.in_reply_to] if message.in_reply_to else [])]

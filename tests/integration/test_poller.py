@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from outreach.db.models import Enrollment, Event, FolderCursor, InboundMail, Message, Suppression, Task
+from outreach.db.models import Enrollment, Event, FolderCursor, InboundMail, Suppression, Task
 from outreach.mail.reader import FolderReader
 from outreach.mail.transport import TemporaryFailure
 from outreach.poller import MailboxPoller, poll_all
@@ -297,3 +297,80 @@ def test_a_message_that_breaks_processing_is_quarantined_and_the_rest_are_record
     assert rows["<poison@acme.example>"].kind == "quarantined" and "a decoder fault" in (rows["<poison@acme.example>"].error or "")
     assert rows["<fine@acme.example>"].kind == "reply"
     assert poll_all(pipeline.app)[PRIYA].seen == 0, "the cursor moved past both"
+
+
+def test_mail_to_the_unsubscribe_address_and_a_meeting_acceptance_are_understood(pipeline: Pipeline, smtp_server: SmtpServer, dovecot: Dovecot) -> None:
+    intro = sent_to(smtp_server, ANANYA)[0]
+    mailto = str(intro["List-Unsubscribe"]).split("<mailto:")[1].split("?")[0]
+    others = [r.recipients[0] for r in smtp_server.received if r.recipients[0] != ANANYA]
+    opt_out = EmailMessage()
+    opt_out["From"], opt_out["To"], opt_out["Subject"], opt_out["Message-ID"] = f"Someone <{others[0]}>", mailto, "unsubscribe", "<optout@example.org>"
+    opt_out.set_content("")
+    dovecot.append(mailto, "INBOX", opt_out.as_bytes())
+    ics = "BEGIN:VCALENDAR\r\nMETHOD:REPLY\r\nPRODID:-//Test//EN\r\nVERSION:2.0\r\nBEGIN:VEVENT\r\nUID:meeting-1\r\nDTSTAMP:20261124T100000Z\r\nDTSTART:20261126T100000Z\r\nSUMMARY:Proposal call\r\nATTENDEE;PARTSTAT=ACCEPTED:mailto:ananya.rao@acme.example\r\nORGANIZER:mailto:priya@appneural.example\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n"
+    meeting = EmailMessage()
+    meeting["From"], meeting["To"], meeting["Subject"], meeting["Message-ID"] = f"Ananya Rao <{ANANYA}>", PRIYA, "Accepted: Proposal call", "<accept@acme.example>"
+    meeting["In-Reply-To"] = intro["Message-ID"]
+    meeting.set_content("Ananya Rao has accepted this invitation.")
+    meeting.add_alternative(ics, subtype="calendar", params={"method": "REPLY"})
+    dovecot.append(PRIYA, "INBOX", meeting.as_bytes())
+    poll_all(pipeline.app)
+    rows = {r.message_id: r for r in inbound(pipeline)}
+    assert (rows["<optout@example.org>"].kind, rows["<optout@example.org>"].matched_by) == ("unsubscribe", "sender")
+    assert rows["<accept@acme.example>"].kind == "reply" and rows["<accept@acme.example>"].evidence.get("meeting") == "accepted"
+    with pipeline.app.sessions() as session:
+        assert session.scalars(select(Suppression.email)).all() == [others[0]]
+        assert session.scalars(select(Event.data).where(Event.kind == "meeting")).one()["outcome"] == "meeting booked"
+
+
+def test_soft_bounces_count_and_the_third_suppresses(pipeline: Pipeline, smtp_server: SmtpServer, dovecot: Dovecot) -> None:
+    intro = sent_to(smtp_server, ANANYA)[0]
+    for n in range(3):
+        raw = (
+            f"From: Mail Delivery System <MAILER-DAEMON@mx.example.net>\r\nTo: {PRIYA}\r\nSubject: Delivery Status Notification (Failure)\r\n"
+            f"Message-ID: <soft-{n}@mx.example.net>\r\nMIME-Version: 1.0\r\n"
+            'Content-Type: multipart/report; report-type="delivery-status"; boundary="b"\r\n\r\n'
+            f"--b\r\nContent-Type: text/plain\r\n\r\nYour message to {ANANYA} could not be delivered: mailbox full.\r\n"
+            f"--b\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.example.net\r\n\r\n"
+            f"Final-Recipient: rfc822; {ANANYA}\r\nAction: failed\r\nStatus: 4.2.2\r\nDiagnostic-Code: smtp; 452 4.2.2 Mailbox full\r\n"
+            f"--b\r\nContent-Type: text/rfc822-headers\r\n\r\nMessage-ID: {intro['Message-ID']}\r\nTo: {ANANYA}\r\nSubject: {intro['Subject']}\r\n"
+            "--b--\r\n"
+        ).encode()
+        dovecot.append(PRIYA, "INBOX", raw)
+        poll_all(pipeline.app)
+        with pipeline.app.sessions() as session:
+            suppressed = session.scalars(select(Suppression.email)).all()
+        assert suppressed == ([ANANYA] if n == 2 else []), (n, [(r.kind, r.matched_by, r.evidence) for r in inbound(pipeline)])
+    assert [r.evidence.get("hard") for r in inbound(pipeline)] == [False, False, False]
+    assert enrollment_of(pipeline, ANANYA).phase == "stopped"
+
+
+def test_the_watcher_reconnects_after_the_server_restarts_and_misses_nothing(pipeline: Pipeline, smtp_server: SmtpServer, dovecot: Dovecot) -> None:
+    from outreach.poller import watch
+
+    intro = sent_to(smtp_server, ANANYA)[0]
+    cfg = pipeline.app.mailbox_config(PRIYA)
+    assert cfg is not None
+    stop = threading.Event()
+    seen: list[int] = []
+    watcher = threading.Thread(target=watch, args=(pipeline.app, cfg, stop), kwargs={"interval": 2, "on_result": lambda _, r: seen.append(r.seen)}, daemon=True)
+    watcher.start()
+    try:
+        _wait(lambda: bool(seen))
+        dovecot.restart()  # mid-poll: the watcher's connection (in IDLE) is cut
+        dovecot.append(PRIYA, "INBOX", answer(intro, "Back online?", message_id="<after-restart@acme.example>"))
+        _wait(lambda: any(r.message_id == "<after-restart@acme.example>" for r in inbound(pipeline)), timeout=30)
+    finally:
+        stop.set()
+        watcher.join(20)
+    assert not watcher.is_alive()
+    assert [r.message_id for r in inbound(pipeline)] == ["<after-restart@acme.example>"]
+
+
+def _wait(condition: Any, timeout: float = 15) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.1)
