@@ -133,7 +133,7 @@ class Enrollment(Base):
     ended_at: Mapped[dt.datetime | None]
 
     lead: Mapped[Lead] = relationship(lazy="joined", innerjoin=True)
-    sequence: Mapped[SequenceVersion] = relationship(lazy="joined", innerjoin=True)
+    sequence: Mapped[SequenceVersion] = relationship(lazy="select")  # a few versions, each loaded once per session (their definitions are large)
 
 
 class Thread(Base):

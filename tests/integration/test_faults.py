@@ -54,6 +54,10 @@ def pipe(tmp_path: Path, smtp_server: SmtpServer, dovecot: Dovecot, database_url
     pipeline.close()
 
 
+def _to_lead(smtp: SmtpServer) -> list[Received]:
+    return [r for r in smtp.received if r.recipients == ["ananya.rao@acme.example"]]  # not the escalation notice to the manager
+
+
 def _kill_mid_send(pipeline: Pipeline, smtp: SmtpServer, started: threading.Event, database_url: str) -> int:
     planned = tick(pipeline.app, now=pipeline.clock.now())
     assert len(planned.messages) == 1
@@ -89,7 +93,7 @@ def test_killed_before_the_server_accepted_the_message_is_resent_once(pipe: Pipe
     pipe.run_until(START + dt.timedelta(days=30))
     intros = [r for r in smtp_server.received if r.message["Message-ID"] == _message_id(pipe, pk)]
     assert len(intros) == 1
-    assert len(smtp_server.received) == 4  # the four emails of the cadence, each once
+    assert len(_to_lead(smtp_server)) == 4  # the four emails of the cadence, each once
 
 
 def test_killed_after_the_server_accepted_it_is_found_in_sent_and_not_sent_again(pipe: Pipeline, smtp_server: SmtpServer, dovecot: Dovecot, database_url: str) -> None:
@@ -105,7 +109,7 @@ def test_killed_after_the_server_accepted_it_is_found_in_sent_and_not_sent_again
     smtp_server.handler.set_faults(Faults())
     pipe.run_until(START + dt.timedelta(days=30))
     assert [r.message["Message-ID"] for r in smtp_server.received].count(_message_id(pipe, pk)) == 0  # never sent a second time
-    assert len(smtp_server.received) == 3  # the three follow-ups
+    assert len(_to_lead(smtp_server)) == 3  # the three follow-ups
     with pipe.app.sessions() as session:
         message = session.get(Message, pk)
         assert message is not None and message.status == "sent" and message.saved_to_sent
