@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import shutil
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,6 +19,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from outreach.cli_crm import register as _register_crm
 from outreach.clock import UTC
 from outreach.config import load_settings
 from outreach.db.session import current_revision, head_revision, make_engine, upgrade
@@ -368,61 +368,33 @@ def _row(item: PlannedItem) -> list[str]:
 
 # ---- demo ------------------------------------------------------------------------------------------
 
-DEMO_PLAN = {
-    0: "bd-client-follow-up",
-    1: "support-check-in",
-    2: "customer-updates",
-    3: "aftercare-feedback",
-    4: "post-purchase-satisfaction",
-}
-
 
 @app.command()
-def demo(workspace: WorkspaceOpt = None, seed: Annotated[int, typer.Option(help="Seed for the random points in ranges.")] = 7) -> None:
-    """Load the shipped sequences, import the sample leads into a fresh SQLite file, enroll them, and show every lead's plan."""
-    from outreach.config import Settings
+def demo(
+    workspace: WorkspaceOpt = None,
+    seed: Annotated[int, typer.Option(help="The same seed tells the same story: the random points in ranges and when people answer.")] = 7,
+    days: Annotated[int, typer.Option(min=1, max=365, help="Simulated days to play.")] = 60,
+) -> None:
+    """Play 60 days of the real pipeline in under a minute: scheduler, workers, SMTP and IMAP on this
+    machine, with simulated leads who reply, go on leave, bounce, opt out or stay silent.
+
+    Everything is kept in var/demo (wiped at the start): the SQLite database, the maildirs, and the
+    workspace file pointing at the demo's mail server.
+
+    Example: outreach demo --seed 11
+    """
+    from outreach.demo import ConsoleWatcher, print_summary, run_demo
 
     try:
-        settings = load_settings(workspace)
-        db_file = settings.root / "var" / "demo" / "outreach.sqlite"
-        shutil.rmtree(db_file.parent, ignore_errors=True)
-        settings = Settings(root=settings.root, workspace=settings.workspace, database_url=f"sqlite:///{db_file}", broker_url="stub://", secret_from_env=settings.secret_from_env)
-        application = App(settings, migrate=True)
-        try:
-            found, problems = application.lint()
-            if problems:
-                raise InputError(problems, summary="the shipped sequences have problems")
-            out.print(f"[bold]outreach demo[/] — workspace {settings.root}")
-            out.print(f"linted {len(found)} sequences, every step rendered for sample leads: {', '.join(sorted(found))}")
-            leads_file = settings.root / "examples" / "leads.csv"
-            result = _import_with_progress(application, leads_file, {}, None)
-            out.print(f"imported {result.total} leads ({result.created} new)")
-            with application.sessions() as session:
-                from sqlalchemy import select
-
-                from outreach.db.models import Lead
-
-                emails = list(session.scalars(select(Lead.email).order_by(Lead.id)))
-            half = (len(emails) + 1) // 2
-            groups: dict[str, list[str]] = {}
-            for index, email in enumerate(emails):
-                name = DEMO_PLAN[0] if index < half else DEMO_PLAN[1 + (index - half) % 4]
-                groups.setdefault(name, []).append(email)
-            for name, members in groups.items():
-                enrolled = application.enroll(name, members, seed=seed + len(name))
-                out.print(f"enrolled {len(enrolled.enrolled)} lead(s) in {name}")
-            with application.sessions() as session:
-                for enrollment in application.enrollments(session):
-                    print_timeline(application, session, enrollment)
-            out.print(
-                f"\nThe database is {db_file} (SQLite). Look around with the same database:\n"
-                f"  OUTREACH_DATABASE_URL=sqlite:///{db_file} .venv/bin/outreach status --lead {emails[0]}\n"
-                f"  OUTREACH_DATABASE_URL=sqlite:///{db_file} .venv/bin/outreach preview bd-client-follow-up intro --lead {emails[0]}"
-            )
-        finally:
-            application.close()
+        with ConsoleWatcher(out) as watcher:
+            result = run_demo(workspace, seed=seed, days=days, watcher=watcher)
     except OutreachError as exc:
         _fail(exc)
+        return
+    print_summary(out, result)
+    if not result.finished:
+        err.print("[bold red]the demo stopped before its last day[/]")
+        raise typer.Exit(1)
 
 
 def _broker_and_actors(url: str):  # type: ignore[no-untyped-def]
@@ -607,6 +579,9 @@ def check(workspace: WorkspaceOpt = None) -> None:
             raise typer.Exit(2)
     except OutreachError as exc:
         _fail(exc)
+
+
+_register_crm(app)  # tasks, lead show/mark/forget, report, purge
 
 
 def main() -> None:

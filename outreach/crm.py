@@ -432,7 +432,7 @@ def report(app: App, session: Session, *, since: dt.datetime | None = None) -> R
         leads_replied=_count_leads(session, replied),
         leads_met=_count_leads(session, met),
         leads_proposed=_count_leads(session, proposed),
-        emails_sent=_count(session, select(func.count()).select_from(Message).where(Message.direction == "out", Message.status == "sent", *_after(Message.sent_at, since))),
+        emails_sent=_count(session, select(func.count()).select_from(Message).where(Message.direction == "out", Message.kind == "sequence", Message.status == "sent", *_after(Message.sent_at, since))),  # to leads, not the team's notices
         replies=_events(session, ("reply",), since),
         auto_replies=_events(session, ("auto-reply",), since),
         bounces=_events(session, ("bounce",), since),

@@ -92,9 +92,9 @@ def _advance(app: App, session: Session, enrollment: Enrollment, seq: Sequence, 
     cal = app.calendar_for(seq, lead, mailbox)
     state = state_from_json(enrollment.state)
     decision = eng.decide(state, seq, (), now, cal)
+    save_state(enrollment, decision.state, decision.next_action_at, now)  # first: the record's lines carry the new status and date
     for action in decision.actions:
         _carry_out(app, session, enrollment, seq, mailbox, action, result, work)
-    save_state(enrollment, decision.state, decision.next_action_at, now)
 
 
 def _event(session: Session, enrollment: Enrollment, at: dt.datetime, kind: str, key_points: str, channel: str = "system", **data: object) -> None:

@@ -46,7 +46,7 @@ def state_to_json(state: eng.State) -> dict[str, Any]:
 
 
 _PHASES = ("phase", "resume_to")
-_TIMES = ("anchor_at", "cycle_started_at", "paused_until")
+_TIMES = ("anchor_at", "cycle_started_at", "paused_until", "paused_at")
 
 
 def state_from_json(data: dict[str, Any]) -> eng.State:
@@ -371,7 +371,8 @@ class App:
         running = session.scalar(select(Enrollment.id).where(Enrollment.lead_id == lead.id, Enrollment.sequence_name == sequence, Enrollment.phase.in_(ACTIVE_PHASES)))
         if running is not None:
             return f"already in {sequence}"
-        return self._create_enrollment(session, lead, version, self.definition(version), now, random.getrandbits(62))
+        seed = random.Random(f"{lead.id}:{sequence}:{now.isoformat()}").getrandbits(62)  # the same story on a replay
+        return self._create_enrollment(session, lead, version, self.definition(version), now, seed)
 
     def sequences_location(self, name: str) -> Location:
         loaded = self._sequences.get(name) if self._sequences else None

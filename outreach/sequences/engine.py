@@ -49,6 +49,7 @@ class State:
     thread: int = 0  # threads started so far; the current thread's number
     thread_cycle: int = 0
     paused_until: dt.datetime | None = None
+    paused_at: dt.datetime | None = None  # when the pause began: the cycle's clock stops meanwhile
     resume_to: Phase | None = None
     waiting_for: str | None = None
     stop_reason: str | None = None
@@ -267,12 +268,13 @@ def _pause(state: State, until: dt.datetime | None, at: dt.datetime, reason: str
     resume_to = state.resume_to if state.phase is Phase.PAUSED else state.phase
     if state.phase is Phase.PAUSED and state.paused_until is None and until is not None:
         until = None  # a manual pause without end outlasts an out-of-office date
-    new = replace(state, phase=Phase.PAUSED, paused_until=until, resume_to=resume_to)
+    paused_at = state.paused_at if state.phase is Phase.PAUSED else at
+    new = replace(state, phase=Phase.PAUSED, paused_until=until, paused_at=paused_at, resume_to=resume_to)
     return new, [Pause(at=at, until=until, reason=reason)]
 
 
 def _stop(state: State, at: dt.datetime, reason: str, suppress: bool = False) -> tuple[State, list[Action]]:
-    new = replace(state, phase=Phase.STOPPED, stop_reason=reason, paused_until=None, waiting_for=None)
+    new = replace(state, phase=Phase.STOPPED, stop_reason=reason, paused_until=None, paused_at=None, waiting_for=None)
     return new, [Stop(at=at, reason=reason, suppress=suppress)]
 
 
@@ -319,7 +321,11 @@ def apply_event(state: State, seq: Sequence, event: Event, cal: BusinessCalendar
 
 
 def _resume(state: State, at: dt.datetime) -> tuple[State, list[Action]]:
-    new = replace(state, phase=state.resume_to or Phase.ACTIVE, paused_until=None, resume_to=None)
+    """Go on where the pause found it: steps counted from the cycle's start move by the pause's
+    length, so what fell due while paused does not go out all at once."""
+    shift = at - state.paused_at if state.paused_at is not None and at > state.paused_at else dt.timedelta(0)
+    started = state.cycle_started_at + shift if state.cycle_started_at is not None else None
+    new = replace(state, phase=state.resume_to or Phase.ACTIVE, paused_until=None, paused_at=None, resume_to=None, cycle_started_at=started)
     return new, [Resume(at=at)]
 
 

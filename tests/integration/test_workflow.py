@@ -184,14 +184,3 @@ def test_postgres_refuses_an_old_schema_until_upgraded(workspace: Path, postgres
     assert snapshot(postgres_url) == before
     assert run(workspace, "db", "upgrade", db=postgres_url).exit_code == 0
     assert run(workspace, "check", db=postgres_url).exit_code == 0
-
-
-def test_the_demo_runs_and_shows_every_lead(workspace: Path) -> None:
-    result = run(workspace, "demo")
-    assert result.exit_code == 0, result.output
-    assert "imported 12 leads" in result.stdout
-    for email in re.findall(r"^[^,]*,[^,]*,([^,]+@[^,]+),", (workspace / "examples" / "leads.csv").read_text(), re.M):
-        assert f"<{email}>" in result.stdout
-    assert (workspace / "var" / "demo" / "outreach.sqlite").exists()
-    for name in ("support-check-in", "customer-updates", "aftercare-feedback", "post-purchase-satisfaction"):
-        assert name in result.stdout

@@ -132,6 +132,18 @@ def test_out_of_office_pauses_until_the_stated_return_date_then_goes_on() -> Non
     assert nxt is not None and nxt >= back
 
 
+def test_steps_that_fell_due_during_a_pause_keep_their_gaps_after_it() -> None:
+    definition = seq(BD_AT)
+    state = eng.decide(eng.State.start(MONDAY_10_IST, 1), definition, (), MONDAY_10_IST, cal()).state  # the intro
+    away = MONDAY_10_IST + dt.timedelta(hours=2)
+    back = MONDAY_10_IST + dt.timedelta(days=21)  # every later step fell due meanwhile
+    paused = eng.decide(state, definition, [eng.AutoReplied(at=away, until=back)], away, cal()).state
+    emails = [a for a in eng.plan(paused, definition, cal()) if isinstance(a, (eng.SendEmail, eng.CreateTask))]
+    assert emails[0].at >= back
+    gaps = [b.at - a.at for a, b in zip(emails, emails[1:])]
+    assert all(gap >= dt.timedelta(days=1) for gap in gaps), gaps
+
+
 def test_out_of_office_without_a_date_pauses_for_the_sequence_default() -> None:
     definition = seq(BD, on_auto_reply={"action": "pause", "default": "3 days"})
     state = eng.decide(eng.State.start(MONDAY_10_IST, 1), definition, (), MONDAY_10_IST, cal()).state
