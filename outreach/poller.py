@@ -221,22 +221,22 @@ class MailboxPoller:
 
     def _wanted(self, session: Session, folder: str, fetched: list[Fetched]) -> list[int]:
         """The messages worth a body: those that may concern one of our threads, leads or sends."""
-        parsed = {item.uid: BytesHeaderParser().parsebytes(item.header) for item in fetched}
-        refs: set[str] = set()
-        people: set[str] = set()
-        for headers in parsed.values():
-            refs.update(_ids(headers))
-            people.update(_addresses(headers, "To", "Cc") if folder != "INBOX" else _addresses(headers, "From", "Reply-To"))
+        names = ("To", "Cc") if folder != "INBOX" else ("From", "Reply-To")
+        seen = []  # (uid, headers, the message's references, its people), each parsed once
+        for item in fetched:
+            headers = BytesHeaderParser().parsebytes(item.header)
+            seen.append((item.uid, headers, set(_ids(headers)), set(_addresses(headers, *names))))
+        refs = set().union(*(ids for _, _, ids, _ in seen))
+        people = set().union(*(addresses for _, _, _, addresses in seen))
         ours = set(session.scalars(select(Message.message_id).where(Message.message_id.in_(refs)))) if refs else set()
         leads = set(session.scalars(select(Lead.email).where(Lead.email.in_(people)))) if people else set()
         domains = {a.rpartition("@")[2] for a in people} - _FREE_MAIL
         lead_domains = {d for d in domains if session.scalar(select(Lead.id).where(Lead.email.like(f"%@{d}")).limit(1)) is not None} if domains else set()
         wanted = []
-        for uid, headers in parsed.items():
-            addresses = set(_addresses(headers, "To", "Cc") if folder != "INBOX" else _addresses(headers, "From", "Reply-To"))
-            if ours & set(_ids(headers)) or addresses & leads or {a.rpartition("@")[2] for a in addresses} & lead_domains:
+        for uid, headers, ids, addresses in seen:
+            if ours & ids or addresses & leads or {a.rpartition("@")[2] for a in addresses} & lead_domains:
                 wanted.append(uid)
-            elif folder == "INBOX" and (_looks_automatic(headers) or (headers.get("Subject") or "").strip().lower() == "unsubscribe"):
+            elif folder == "INBOX" and (_looks_automatic(headers, addresses) or (headers.get("Subject") or "").strip().lower() == "unsubscribe"):
                 wanted.append(uid)
         return wanted
 
@@ -431,9 +431,9 @@ def _addresses(headers: Any, *names: str) -> list[str]:
         return []
 
 
-def _looks_automatic(headers: Any) -> bool:
+def _looks_automatic(headers: Any, senders: set[str]) -> bool:
     """Reports and auto-replies, from the headers alone: worth a body even when they name nobody we know."""
-    sender = " ".join(_addresses(headers, "From")) or str(headers.get("From") or "").lower()
+    sender = " ".join(sorted(senders)) or str(headers.get("From") or "").lower()
     content_type = str(headers.get("Content-Type") or "").lower()
     return (
         not sender

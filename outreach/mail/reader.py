@@ -22,7 +22,13 @@ from outreach.mail.transport import TemporaryFailure
 
 log = logging.getLogger(__name__)
 
-HEADER = b"BODY[HEADER]"
+# What the poller reads of every new message; a body is fetched only for what these say may concern us.
+HEADER_FIELDS = (
+    "MESSAGE-ID", "IN-REPLY-TO", "REFERENCES", "FROM", "REPLY-TO", "TO", "CC", "SUBJECT", "DATE", "CONTENT-TYPE",
+    "RETURN-PATH", "AUTO-SUBMITTED", "PRECEDENCE", "X-AUTOREPLY", "X-AUTORESPOND", "X-AUTO-RESPONSE",
+    "X-MS-EXCHANGE-INBOX-RULES-LOOP", "X-MS-EXCHANGE-GENERATED-MESSAGE-SOURCE",
+)
+HEADER_PART = f"BODY.PEEK[HEADER.FIELDS ({' '.join(HEADER_FIELDS)})]"
 
 
 @dataclass(frozen=True)
@@ -108,14 +114,15 @@ class FolderReader:
     def headers(self, uids: Sequence[int]) -> list[Fetched]:
         if not uids:
             return []
-        data = self._call("FETCH headers", lambda c: c.fetch(list(uids), ["BODY.PEEK[HEADER]", "RFC822.SIZE", "INTERNALDATE"]))
+        data = self._call("FETCH headers", lambda c: c.fetch(list(uids), [HEADER_PART, "RFC822.SIZE", "INTERNALDATE"]))
         fetched = []
         for uid in sorted(data):
             item = data[uid]
             when = item.get(b"INTERNALDATE")
             if isinstance(when, dt.datetime) and when.tzinfo is None:
                 when = when.astimezone()  # imapclient gives local naive times by default
-            fetched.append(Fetched(uid, bytes(item.get(HEADER) or b""), int(item.get(b"RFC822.SIZE") or 0), when.astimezone(dt.timezone.utc) if when else None))
+            header = next((value for key, value in item.items() if isinstance(key, bytes) and key.startswith(b"BODY[HEADER")), b"")  # servers name the part as they like
+            fetched.append(Fetched(uid, bytes(header or b""), int(item.get(b"RFC822.SIZE") or 0), when.astimezone(dt.timezone.utc) if when else None))
         return fetched
 
     def bodies(self, uids: Sequence[int], limit: int) -> dict[int, bytes]:
