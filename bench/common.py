@@ -48,8 +48,9 @@ def postgres_database() -> Iterator[str]:
 
 
 @contextmanager
-def workspace(smtp_port: int) -> Iterator[Path]:
-    """The shipped templates and team, one always-open one-step sequence, mailboxes on the given port."""
+def workspace(smtp_port: int, imap_port: int | None = None, password_env: str = "") -> Iterator[Path]:
+    """The shipped templates and team, one always-open one-step sequence, mailboxes on the given
+    ports (IMAP only when a port is given, its password in the variable named `password_env`)."""
     path = Path(tempfile.mkdtemp(prefix="outreach-bench-"))
     try:
         shutil.copytree(ROOT / "templates", path / "templates")
@@ -60,6 +61,8 @@ def workspace(smtp_port: int) -> Iterator[Path]:
         for box in config["mailboxes"]:
             box["smtp"] = {"host": "127.0.0.1", "port": smtp_port, "security": "none"}
             box.pop("imap", None)
+            if imap_port is not None:
+                box["imap"] = {"host": "127.0.0.1", "port": imap_port, "security": "none", "username": box["address"], "password_env": password_env, "save_sent": False}
             box.update({"min_interval": 0, "jitter": 0, "daily_cap": 10_000_000})
         (path / "outreach.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
         yield path

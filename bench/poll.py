@@ -17,11 +17,9 @@ import argparse
 import json
 import datetime as dt
 import os
-import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -33,9 +31,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import psycopg  # noqa: E402
-import yaml  # noqa: E402
 
-from bench.common import ONE_STEP, ROOT, START, postgres_database  # noqa: E402
+from bench.common import START, postgres_database, workspace  # noqa: E402
 from tests.servers import Dovecot  # noqa: E402
 
 PASSWORD_ENV = "OUTREACH_BENCH_IMAP_PASSWORD"
@@ -80,27 +77,17 @@ def setup(dovecot: Dovecot, leads: int) -> Iterator[tuple[object, str]]:
     from outreach.service import App
 
     os.environ[PASSWORD_ENV] = "bench"
-    with postgres_database() as url:
-        path = Path(tempfile.mkdtemp(prefix="outreach-bench-poll-"))
+    with postgres_database() as url, workspace(1, dovecot.port, PASSWORD_ENV) as path:
+        engine = make_engine(url)
+        upgrade(engine)
+        engine.dispose()
+        app = App(load_settings(path, {"OUTREACH_DATABASE_URL": url, "OUTREACH_SECRET_KEY": "bench"}), FakeClock(START + dt.timedelta(days=1)), migrate=False)
         try:
-            shutil.copytree(ROOT / "templates", path / "templates")
-            (path / "sequences").mkdir()
-            (path / "sequences" / "bench-intro.yaml").write_text(ONE_STEP)
-            config = yaml.safe_load((ROOT / "outreach.yaml").read_text())
-            config.pop("database_url", None)
-            for box in config["mailboxes"]:
-                box["imap"] = {"host": "127.0.0.1", "port": dovecot.port, "security": "none", "username": box["address"], "password_env": PASSWORD_ENV, "save_sent": False}
-            (path / "outreach.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-            engine = make_engine(url)
-            upgrade(engine)
-            engine.dispose()
-            app = App(load_settings(path, {"OUTREACH_DATABASE_URL": url, "OUTREACH_SECRET_KEY": "bench"}), FakeClock(START + dt.timedelta(days=1)), migrate=False)
             prepare(app)
             seed_threads(url, leads)
             yield app, url
-            app.close()
         finally:
-            shutil.rmtree(path, ignore_errors=True)
+            app.close()
 
 
 def seed_threads(url: str, n: int) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import sys
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -479,6 +480,15 @@ def scheduler(
         _fail(exc)
 
 
+def _wait_for_stop(stop: threading.Event) -> None:
+    """Until SIGTERM (which sets `stop`) or Ctrl-C."""
+    try:
+        while not stop.wait(1):
+            pass
+    except KeyboardInterrupt:
+        stop.set()
+
+
 @app.command()
 def serve(
     workspace: WorkspaceOpt = None,
@@ -499,11 +509,7 @@ def serve(
             signal.signal(signal.SIGTERM, lambda *_: stop.set())
             web = serve_web(application, host, port, stop)
             out.print(f"unsubscribe endpoint on http://{host}:{web.port}/u/… (public_url: {application.settings.workspace.public_url}). Ctrl-C stops.")
-            try:
-                while not stop.wait(1):
-                    pass
-            except KeyboardInterrupt:
-                stop.set()
+            _wait_for_stop(stop)
             web.thread.join(5)
     except OSError as exc:
         _fail(ConfigError(Problem(Location("--listen"), f"cannot listen on {listen}: {exc.strerror or exc}; choose another port")))
@@ -545,11 +551,7 @@ def poll(
             if not watchers:
                 raise ConfigError(Problem(Location(str(application.settings.root / "outreach.yaml")), "no mailbox has imap settings; add an imap: section to the mailboxes to watch"))
             out.print(f"watching {len(watchers)} mailbox(es). Ctrl-C stops.")
-            try:
-                while not stop.wait(1):
-                    pass
-            except KeyboardInterrupt:
-                stop.set()
+            _wait_for_stop(stop)
             for watcher in watchers:
                 watcher.join(15)
     except OutreachError as exc:

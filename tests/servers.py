@@ -142,7 +142,28 @@ class SmtpServer:
         return self.handler.received
 
 
-class Dovecot:
+class _ImapServer:
+    """What the tests do with an IMAP server, whichever it is: log in as a user, APPEND."""
+
+    port: int
+    users: dict[str, str]
+
+    def client(self, user: str):  # type: ignore[no-untyped-def]
+        from imapclient import IMAPClient
+
+        client = IMAPClient("127.0.0.1", port=self.port, ssl=False, timeout=10)
+        client.login(user, self.users[user])
+        return client
+
+    def append(self, user: str, folder: str, raw: bytes) -> None:
+        client = self.client(user)
+        try:
+            client.append(folder, raw)
+        finally:
+            client.logout()
+
+
+class Dovecot(_ImapServer):
     """A throwaway Dovecot from Debian's dovecot-imapd, with its config in a temp dir."""
 
     def __init__(self, users: dict[str, str]) -> None:
@@ -187,19 +208,6 @@ class Dovecot:
             except ProcessLookupError:
                 pass
 
-    def client(self, user: str):  # type: ignore[no-untyped-def]
-        from imapclient import IMAPClient
-
-        client = IMAPClient("127.0.0.1", port=self.port, ssl=False, timeout=10)
-        client.login(user, self.users[user])
-        return client
-
-    def append(self, user: str, folder: str, raw: bytes) -> None:
-        client = self.client(user)
-        try:
-            client.append(folder, raw)
-        finally:
-            client.logout()
 
     def messages(self, user: str, folder: str) -> list[EmailMessage]:
         client = self.client(user)
@@ -212,7 +220,7 @@ class Dovecot:
             client.logout()
 
 
-class Pymap:
+class Pymap(_ImapServer):
     """LocalMail (pymap, in this process) behind the same test interface as `Dovecot`: a second IMAP
     server implementation for the same suite."""
 
@@ -240,19 +248,6 @@ class Pymap:
         self._mail.stop()
         shutil.rmtree(self.root, ignore_errors=True)
 
-    def client(self, user: str):  # type: ignore[no-untyped-def]
-        from imapclient import IMAPClient
-
-        client = IMAPClient("127.0.0.1", port=self.port, ssl=False, timeout=10)
-        client.login(user, self.users[user])
-        return client
-
-    def append(self, user: str, folder: str, raw: bytes) -> None:
-        client = self.client(user)
-        try:
-            client.append(folder, raw)
-        finally:
-            client.logout()
 
     def messages(self, user: str, folder: str) -> list[EmailMessage]:
         return [message_from_bytes(raw, policy=policy.default) for raw in self._mail.messages(user, folder)]  # type: ignore[misc]
