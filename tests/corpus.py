@@ -1,8 +1,8 @@
-"""The shared corpus of real mail, as test cases with the classification each one should get.
+"""The corpus of real mail, as test cases with the classification each one should get.
 
-The corpus lives beside the repository (shared/corpus). Without it the tests that use it skip
-locally and fail in CI. Expectations come from the corpus's own labels; where a label disagrees
-with the rules we classify by, or there is none, the case says so in `note`.
+The corpus is in tests/data/corpus (OUTREACH_TEST_CORPUS names another copy). Expectations come
+from the corpus's own labels; where a label disagrees with the rules we classify by, or there is
+none, the case says so in `note`.
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ import pytest
 
 from outreach.mail.inbound import Kind
 
-CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
+# Real mail from public projects (sisimai, reply-trimmer, talon), kept here with their licences.
+CORPUS = Path(os.environ.get("OUTREACH_TEST_CORPUS") or Path(__file__).resolve().parent / "data" / "corpus")
 SISIMAI = CORPUS / "sisimai"
 TRIMMER = CORPUS / "reply-trimmer" / "test"
 TALON = CORPUS / "talon" / "tests" / "fixtures" / "standard_replies"
@@ -91,7 +92,7 @@ class Case:
 def require() -> None:
     """Skip when the corpus is missing, except in CI, where that is a failure."""
     if not CORPUS.is_dir():
-        message = f"the shared mail corpus is missing: expected it at {CORPUS}"
+        message = f"the mail corpus is missing: expected it at {CORPUS}"
         if os.environ.get("CI"):
             pytest.fail(message)
         pytest.skip(message)

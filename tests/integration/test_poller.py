@@ -19,6 +19,7 @@ from outreach.db.models import Enrollment, Event, FolderCursor, InboundMail, Sup
 from outreach.mail.reader import FolderReader
 from outreach.mail.transport import TemporaryFailure
 from outreach.poller import MailboxPoller, poll_all
+from tests import corpus
 from tests.pipeline import Pipeline, make_workspace
 from tests.servers import Dovecot, SmtpServer
 
@@ -27,7 +28,6 @@ START = dt.datetime(2026, 11, 23, 3, 0, tzinfo=UTC)  # Monday 08:30 in India
 BD = "bd-client-follow-up"
 PRIYA = "priya@appneural.example"
 ANANYA = "ananya.rao@acme.example"  # Priya's lead at Acme
-TALON = Path(__file__).resolve().parents[3] / "shared" / "corpus" / "talon" / "tests" / "fixtures" / "standard_replies"
 
 
 @pytest.fixture(params=["dovecot", "pymap"])
@@ -98,7 +98,7 @@ def inbound(pipe: Pipeline) -> list[InboundMail]:
 
 def test_a_real_reply_in_the_thread_stops_the_sequence_logs_the_new_text_and_asks_the_owner_to_answer(pipeline: Pipeline, smtp_server: SmtpServer, dovecot: Dovecot) -> None:
     intro = sent_to(smtp_server, ANANYA)[0]
-    original = message_from_bytes((TALON / "gmail.eml").read_bytes(), policy=policy.default)
+    original = message_from_bytes((corpus.TALON / "gmail.eml").read_bytes(), policy=policy.default)
     for name in ("From", "To", "Subject", "Message-ID", "In-Reply-To", "References"):
         del original[name]
     original["From"] = f"Ananya Rao <{ANANYA}>"
