@@ -334,7 +334,7 @@ def status(
 
 def print_timeline(application: App, session, enrollment) -> None:  # type: ignore[no-untyped-def]
     lead = enrollment.lead
-    who = " ".join(p for p in (lead.first_name, lead.last_name) if p) or lead.email
+    who = lead.display_name
     company = f", {lead.company}" if lead.company else ""
     tz = lead.timezone or "(mailbox zone)"
     out.print(f"\n[bold]{who}{company}[/] <{lead.email}> · {enrollment.sequence_name} v{enrollment.sequence.version} · {enrollment.phase} · {lead.status} · {tz}")
@@ -448,7 +448,7 @@ def run(
                     watcher.join(15)
                 actors.configure(None)
     except OSError as exc:
-        _fail(ConfigError(Problem(Location("--listen"), f"cannot listen on {listen}: {exc.strerror or exc}; choose another port, or --listen '' for none")))
+        _fail(_cannot_listen(listen, exc, "choose another port, or --listen '' for none"))
     except OutreachError as exc:
         _fail(exc)
 
@@ -478,6 +478,10 @@ def scheduler(
                 pass
     except OutreachError as exc:
         _fail(exc)
+
+
+def _cannot_listen(listen: str, exc: OSError, fix: str) -> ConfigError:
+    return ConfigError(Problem(Location("--listen"), f"cannot listen on {listen}: {exc.strerror or exc}; {fix}"))
 
 
 def _wait_for_stop(stop: threading.Event) -> None:
@@ -512,7 +516,7 @@ def serve(
             _wait_for_stop(stop)
             web.thread.join(5)
     except OSError as exc:
-        _fail(ConfigError(Problem(Location("--listen"), f"cannot listen on {listen}: {exc.strerror or exc}; choose another port")))
+        _fail(_cannot_listen(listen, exc, "choose another port"))
     except OutreachError as exc:
         _fail(exc)
 

@@ -113,10 +113,6 @@ def next_follow_up(session: Session, lead_id: int) -> dt.datetime | None:
     return ensure_utc(when) if when is not None else None
 
 
-def display_name(lead: Lead) -> str:
-    """First and last name; the address for a lead known by nothing else."""
-    return " ".join(p for p in (lead.first_name, lead.last_name) if p) or lead.email
-
 
 def log_event(session: Session, lead: Lead, enrollment: Enrollment | None, at: dt.datetime, kind: str, key_points: str, *, channel: str, **data: object) -> None:
     """One line of the CRM record, with the lead's status and next follow-up as they are after it."""
@@ -163,7 +159,7 @@ def _task_item(app: App, task: Task, lead: Lead | None, person: Person | None, n
         title=task.title,
         status=task.status,
         overdue=task.status == OPEN and task.due_at < now,
-        lead_name=display_name(lead) if lead else "",
+        lead_name=lead.display_name if lead else "",
         company=lead.company if lead else "",
         email=lead.email if lead else "",
         assignee=person.name if person else "",
@@ -255,7 +251,7 @@ def lead_record(app: App, session: Session, email: str) -> LeadRecord:
     events = session.scalars(select(Event).where(Event.lead_id == lead.id).order_by(Event.at, Event.id))
     return LeadRecord(
         email=lead.email,
-        name=display_name(lead),
+        name=lead.display_name,
         company=lead.company,
         title=lead.title,
         owner=f"{lead.owner.name} <{lead.owner.email}>" if lead.owner else "",

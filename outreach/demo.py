@@ -547,7 +547,7 @@ def _cards(app: App) -> dict[str, _Card]:
     cards = {}
     with app.sessions() as session:
         for lead in session.scalars(select(Lead)):
-            name = " ".join(p for p in (lead.first_name, lead.last_name) if p) or lead.email
+            name = lead.display_name
             owner_first = lead.owner.name.split()[0] if lead.owner else "there"
             cards[lead.email] = _Card(lead.email, name, lead.company, zone(lead.timezone or app.settings.workspace.timezone), owner_first)
     return cards

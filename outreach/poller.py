@@ -28,7 +28,7 @@ from email.parser import BytesHeaderParser
 from email.utils import getaddresses
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session, joinedload
 
 from outreach.config import MailboxConfig
@@ -231,7 +231,7 @@ class MailboxPoller:
         ours = set(session.scalars(select(Message.message_id).where(Message.message_id.in_(refs)))) if refs else set()
         leads = set(session.scalars(select(Lead.email).where(Lead.email.in_(people)))) if people else set()
         domains = {a.rpartition("@")[2] for a in people} - _FREE_MAIL
-        lead_domains = {d for d in domains if session.scalar(select(Lead.id).where(Lead.email.like(f"%@{d}")).limit(1)) is not None} if domains else set()
+        lead_domains = {e.rpartition("@")[2] for e in session.scalars(select(Lead.email).where(or_(*(Lead.email.like(f"%@{d}") for d in domains))))} if domains else set()
         wanted = []
         for uid, headers, ids, addresses in seen:
             if ours & ids or addresses & leads or {a.rpartition("@")[2] for a in addresses} & lead_domains:
@@ -407,7 +407,7 @@ def _ask_owner_to_answer(app: App, session: Session, lead: Lead, match: Match, r
     if match.enrollment is not None:
         seq = app.definition(match.enrollment.sequence)
         due = app.enrollment_calendar(session, match.enrollment, seq).after(at, seq.reply_sla, random.Random(row.id))
-    name = " ".join(p for p in (lead.first_name, lead.last_name) if p) or lead.email
+    name = lead.display_name
     first_line = next((line.strip() for line in row.new_text.splitlines() if line.strip()), "")[:200]
     session.add(Task(enrollment_id=match.enrollment.id if match.enrollment else None, lead_id=lead.id, assignee_id=lead.owner_id, step_key=f"answer:{row.id}", channel="email", title=f"Answer {name}" + (f" ({lead.company})" if lead.company else ""), note=first_line, due_at=due, wait=False, status="open", created_at=at))
 

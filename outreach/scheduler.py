@@ -167,7 +167,7 @@ def _escalate(app: App, session: Session, enrollment: Enrollment, seq: Sequence,
     lead = enrollment.lead
     owner = lead.owner
     if action.notify == "manager":
-        reviewer = owner.manager if owner and owner.manager else owner
+        reviewer = reviewer_of(owner)
     elif action.notify == "owner":
         reviewer = owner
     else:
@@ -180,7 +180,7 @@ def _escalate(app: App, session: Session, enrollment: Enrollment, seq: Sequence,
     record(session, enrollment, at, "escalated", f"no answer; {who} asked to review", notify=action.notify, reviewer=reviewer_email)
     if reviewer_email and mailbox is not None and (enrollment.id, "escalate-notify") not in work.planned:
         work.planned.add((enrollment.id, "escalate-notify"))
-        name = " ".join(p for p in (lead.first_name, lead.last_name) if p) or lead.email
+        name = lead.display_name
         subject = f"No answer from {name}{f' ({lead.company})' if lead.company else ''} after {seq.name}"
         _plan(session, enrollment, mailbox, None, "escalate-notify", None, reviewer_email, subject, at, work, kind="notify", body=summary)
     if action.message_template:
@@ -195,6 +195,11 @@ def _escalate(app: App, session: Session, enrollment: Enrollment, seq: Sequence,
             session.add(thread)
             work.threads[(enrollment.id, number)] = thread
             _plan(session, enrollment, sender, thread, "escalate-message", action.message_template, lead.email, "", at, work, kind="draft" if action.message_mode == "draft" else "sequence")
+
+
+def reviewer_of(owner: Person | None) -> Person | None:
+    """Who reviews an owner's leads: their manager, else (a manager of no one above) themselves."""
+    return owner.manager if owner and owner.manager else owner
 
 
 def _plan(session: Session, enrollment: Enrollment, mailbox: Mailbox, thread: Thread | None, step_key: str, template: str | None, recipient: str, subject: str, at: dt.datetime, work: _Batch, *, kind: str, body: str | None = None) -> Message:
@@ -223,10 +228,10 @@ def escalate_answer(app: App, session: Session, enrollment: Enrollment, mail: In
     seq = app.definition(enrollment.sequence)
     lead = enrollment.lead
     owner = lead.owner
-    reviewer = owner.manager if owner and owner.manager else owner
+    reviewer = reviewer_of(owner)
     cal = app.enrollment_calendar(session, enrollment, seq)
     due = cal.after(at, within, random.Random(key))
-    name = " ".join(p for p in (lead.first_name, lead.last_name) if p) or lead.email
+    name = lead.display_name
     subject = f"{name}{f' ({lead.company})' if lead.company else ''}: {why}"
     body = "\n".join([
         f"{name} <{lead.email}> wrote on {mail.received_at.astimezone(cal.tz):%a %d %b %H:%M}:",
@@ -269,7 +274,7 @@ def escalation_summary(app: App, session: Session, enrollment: Enrollment, seq: 
     """The thread's story for the reviewer: who, what was sent when, what came back, where to look."""
     lead = enrollment.lead
     cal = app.enrollment_calendar(session, enrollment, seq)
-    name = " ".join(p for p in (lead.first_name, lead.last_name) if p) or lead.email
+    name = lead.display_name
     lines = [f"{name}{f', {lead.title}' if lead.title else ''}{f' at {lead.company}' if lead.company else ''} <{lead.email}>"]
     if lead.owner:
         lines.append(f"Owner: {lead.owner.name}")

@@ -42,6 +42,18 @@ def make_workspace(path: Path, smtp: SmtpServer, dovecot: Dovecot | None, *, sav
     return path
 
 
+def pipeline_with_leads(path: Path, smtp: SmtpServer, imap: Any, database_url: str, start: dt.datetime, broker: dramatiq.Broker) -> Pipeline:
+    """The shipped workspace on these servers, its schema in place and examples/leads.csv imported."""
+    workspace = make_workspace(path, smtp, imap)
+    if database_url.startswith("postgresql"):
+        from tests.cli_helpers import run
+
+        assert run(workspace, "db", "upgrade", db=database_url).exit_code == 0
+    pipe = Pipeline(workspace, database_url, start, broker)
+    pipe.app.import_leads(workspace / "examples" / "leads.csv")
+    return pipe
+
+
 class Pipeline:
     """One App with a fake clock, a broker and worker threads; `run_until` plays time forward."""
 

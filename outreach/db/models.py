@@ -102,6 +102,11 @@ class Lead(Base):
 
     owner: Mapped[Person | None] = relationship(lazy="joined")
 
+    @property
+    def display_name(self) -> str:
+        """First and last name; the address for a lead known by nothing else."""
+        return " ".join(p for p in (self.first_name, self.last_name) if p) or self.email
+
 
 class SequenceVersion(Base):
     """A snapshot of one sequence file; a changed file makes a new version."""

@@ -13,7 +13,7 @@ from sqlalchemy import select
 
 from outreach.db.models import Enrollment, Event, Message, Person, Task
 from outreach.poller import poll_all
-from tests.pipeline import Pipeline, make_workspace
+from tests.pipeline import Pipeline, pipeline_with_leads
 from tests.servers import Dovecot, SmtpServer
 
 UTC = dt.timezone.utc
@@ -25,13 +25,7 @@ MEERA = "meera@appneural.example"
 
 @pytest.fixture
 def pipeline(tmp_path: Path, smtp_server: SmtpServer, dovecot: Dovecot, database_url: str, stub_broker: Any) -> Iterator[Pipeline]:
-    workspace = make_workspace(tmp_path / "ws", smtp_server, dovecot)
-    if database_url.startswith("postgresql"):
-        from tests.cli_helpers import run
-
-        assert run(workspace, "db", "upgrade", db=database_url).exit_code == 0
-    pipe = Pipeline(workspace, database_url, START, stub_broker)
-    pipe.app.import_leads(workspace / "examples" / "leads.csv")
+    pipe = pipeline_with_leads(tmp_path / "ws", smtp_server, dovecot, database_url, START, stub_broker)
     pipe.app.enroll(BD, [ANANYA], seed=11)
     pipe.prepare()
     yield pipe

@@ -20,7 +20,7 @@ from outreach.mail.reader import FolderReader
 from outreach.mail.transport import TemporaryFailure
 from outreach.poller import MailboxPoller, poll_all
 from tests import corpus
-from tests.pipeline import Pipeline, make_workspace
+from tests.pipeline import Pipeline, pipeline_with_leads
 from tests.servers import Dovecot, SmtpServer
 
 UTC = dt.timezone.utc
@@ -47,13 +47,7 @@ def dovecot(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> 
 
 @pytest.fixture
 def pipeline(tmp_path: Path, smtp_server: SmtpServer, dovecot: Dovecot, database_url: str, stub_broker: Any) -> Iterator[Pipeline]:
-    workspace = make_workspace(tmp_path / "ws", smtp_server, dovecot)
-    if database_url.startswith("postgresql"):
-        from tests.cli_helpers import run
-
-        assert run(workspace, "db", "upgrade", db=database_url).exit_code == 0
-    pipe = Pipeline(workspace, database_url, START, stub_broker)
-    pipe.app.import_leads(workspace / "examples" / "leads.csv")
+    pipe = pipeline_with_leads(tmp_path / "ws", smtp_server, dovecot, database_url, START, stub_broker)
     pipe.app.enroll(BD, None, all_leads=True, seed=11)
     pipe.prepare()
     pipe.run_until(START + dt.timedelta(hours=2))  # every intro is out
