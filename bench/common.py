@@ -78,8 +78,8 @@ def seed(url: str, total: int, due: int, sequence_id: int, owner_ids: list[int],
     far = when + dt.timedelta(days=3650)
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(
-            """INSERT INTO lead (email, first_name, last_name, company, title, phone, timezone, country, fields, owner_id, status, created_at, updated_at)
-               SELECT 'lead' || g || '@load.example', 'Lead', 'N' || g, 'Company ' || g, '', '', 'Asia/Kolkata', 'IN', '{}',
+            """INSERT INTO lead (email, domain, first_name, last_name, company, title, phone, timezone, country, fields, owner_id, status, created_at, updated_at)
+               SELECT 'lead' || g || '@load.example', 'load.example', 'Lead', 'N' || g, 'Company ' || g, '', '', 'Asia/Kolkata', 'IN', '{}',
                       (%s::int[])[1 + g %% %s], 'Follow-Up', %s, %s
                FROM generate_series(1, %s) AS g""",
             (owner_ids, len(owner_ids), when, when, total),

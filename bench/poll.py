@@ -99,8 +99,8 @@ def seed_threads(url: str, n: int) -> None:
         owner, box = conn.execute("SELECT id, mailbox_id FROM person WHERE email = %s", (BIG,)).fetchone()  # type: ignore[misc]
         seq = conn.execute("SELECT id FROM sequence WHERE name = 'bench-intro'").fetchone()[0]  # type: ignore[index]
         conn.execute(
-            """INSERT INTO lead (email, first_name, last_name, company, title, phone, timezone, country, fields, owner_id, status, created_at, updated_at)
-               SELECT 'lead' || g || '@load.example', 'Lead', 'N' || g, 'Company', '', '', 'Asia/Kolkata', 'IN', '{}', %s, 'Follow-Up', %s, %s FROM generate_series(1, %s) g""",
+            """INSERT INTO lead (email, domain, first_name, last_name, company, title, phone, timezone, country, fields, owner_id, status, created_at, updated_at)
+               SELECT 'lead' || g || '@load.example', 'load.example', 'Lead', 'N' || g, 'Company', '', '', 'Asia/Kolkata', 'IN', '{}', %s, 'Follow-Up', %s, %s FROM generate_series(1, %s) g""",
             (owner, START, START, n),
         )
         conn.execute(

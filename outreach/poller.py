@@ -28,7 +28,7 @@ from email.parser import BytesHeaderParser
 from email.utils import getaddresses
 from typing import Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, joinedload
 
 from outreach.config import MailboxConfig
@@ -41,7 +41,7 @@ from outreach.mail.reader import Fetched, FolderReader, FolderState
 from outreach.mail.transport import TemporaryFailure
 from outreach.sequences import engine as eng
 from outreach.scheduler import escalate_answer
-from outreach.service import App, record, suppress
+from outreach.service import ACTIVE_PHASES, App, record, suppress
 
 log = logging.getLogger(__name__)
 
@@ -70,10 +70,37 @@ class PollResult:
 
 @dataclass
 class _Seen:
-    """What a chunk's messages already are to us, read in two queries: our own Message-IDs, and recorded keys."""
+    """What a chunk's messages already are to us, read in two queries: the messages we sent that they
+    are (ours) or refer to (sent, by Message-ID), and the keys already recorded."""
 
-    ours: set[str | None]
+    sent: dict[str, Message]
     keys: set[str]
+
+    def ours(self, message_id: str | None) -> bool:
+        return message_id is not None and message_id in self.sent
+
+
+@dataclass(frozen=True)
+class _Item:
+    """A fetched message, parsed once; in INBOX, classified before the transaction opens."""
+
+    fetched: Fetched
+    parsed: inb.Parsed
+    received: dt.datetime  # the server's arrival time, never after the clock
+    found: inb.Classification | None
+
+    @property
+    def message(self) -> inb.Inbound:
+        return self.parsed.inbound
+
+    @property
+    def refers_to(self) -> list[str]:
+        """The Message-IDs it answers or reports on, threading headers first."""
+        m = self.message
+        ids = [*m.references, *([m.in_reply_to] if m.in_reply_to else [])]
+        if self.found is not None and self.found.original_message_id:
+            ids.append(self.found.original_message_id)
+        return ids
 
 
 @dataclass(frozen=True)
@@ -181,28 +208,44 @@ class MailboxPoller:
         result.quarantined += chunk.quarantined
 
     def _record_chunk(self, mailbox_pk: int, folder: str, cursor: tuple[int, int] | None, fetched: list[Fetched], bodies: dict[int, bytes], *, isolate: bool) -> PollResult:
-        """Record a chunk and move the cursor (uidvalidity, last UID) past it, in one transaction."""
+        """Record a chunk and move the cursor (uidvalidity, last UID) past it, in one transaction.
+
+        Messages are parsed and classified before the transaction opens. In it, what the chunk refers
+        to is read in two queries; the inbound rows are written together, then acted on. With `isolate`,
+        each message gets a savepoint of its own instead, and one that fails is quarantined."""
         result = PollResult(seen=len(fetched))
-        parsed = {uid: inb.parse(raw) for uid, raw in bodies.items()}
+        now = self.app.clock.now()
+        items = []
+        for item in fetched:
+            if item.uid in bodies:
+                parsed = inb.read(bodies[item.uid])
+                received = min(item.internal_date or parsed.inbound.date or now, now)
+                items.append(_Item(item, parsed, received, parsed.classify(received=received) if folder == "INBOX" else None))
         with transaction(self.app.sessions) as session:
-            ids = {m.message_id for m in parsed.values() if m.message_id}
-            seen = _Seen(
-                ours=set(session.scalars(select(Message.message_id).where(Message.message_id.in_(ids), Message.direction == "out"))) if ids else set(),
-                keys=set(session.scalars(select(InboundMail.key).where(InboundMail.key.in_({_key(m) for m in parsed.values()})))) if parsed else set(),
-            )
-            for item in fetched:
-                if item.uid not in bodies:
-                    continue
-                if isolate:
-                    kind = self._process(session, mailbox_pk, folder, item, bodies[item.uid], parsed[item.uid], seen)
-                else:
-                    kind = self._handle(session, mailbox_pk, folder, item, bodies[item.uid], parsed[item.uid], seen)
+            seen = _prefetch(session, items)
+            if isolate:
+                kinds = [self._process(session, mailbox_pk, folder, item, seen, now) for item in items]
+            elif folder == "INBOX":
+                kinds = self._record_inbox(session, mailbox_pk, items, seen, now)
+            else:
+                kinds = [self._examine_sent(session, mailbox_pk, folder, item, seen, now) for item in items]
+            for kind in kinds:
                 if kind is not None:
                     result.recorded[kind] += 1
                     result.quarantined += kind == "quarantined"
             if cursor is not None:
                 self._set_cursor(session, mailbox_pk, folder, *cursor)
         return result
+
+    def _record_inbox(self, session: Session, mailbox_pk: int, items: list[_Item], seen: _Seen, now: dt.datetime) -> list[str | None]:
+        """The rows of a chunk in one INSERT, then what each one does to its lead."""
+        matched = [(item, found) for item in items if (found := self._examine(session, mailbox_pk, "INBOX", item, seen, now)) is not None]
+        session.flush()
+        running = _running(session, {match.lead.id for _, (_, match) in matched})
+        for item, (row, match) in matched:
+            assert item.found is not None
+            act(self.app, session, row, item.found, match, item.received, running=running.get(match.lead.id, []))
+        return [row.kind for _, (row, _) in matched]
 
     def _move_cursor(self, mailbox_pk: int, folder: str, uidvalidity: int, last_uid: int) -> None:
         with transaction(self.app.sessions) as session:
@@ -231,7 +274,7 @@ class MailboxPoller:
         ours = set(session.scalars(select(Message.message_id).where(Message.message_id.in_(refs)))) if refs else set()
         leads = set(session.scalars(select(Lead.email).where(Lead.email.in_(people)))) if people else set()
         domains = {a.rpartition("@")[2] for a in people} - _FREE_MAIL
-        lead_domains = {e.rpartition("@")[2] for e in session.scalars(select(Lead.email).where(or_(*(Lead.email.like(f"%@{d}") for d in domains))))} if domains else set()
+        lead_domains = set(session.scalars(select(Lead.domain).where(Lead.domain.in_(domains)).distinct())) if domains else set()
         wanted = []
         for uid, headers, ids, addresses in seen:
             if ours & ids or addresses & leads or {a.rpartition("@")[2] for a in addresses} & lead_domains:
@@ -242,59 +285,74 @@ class MailboxPoller:
 
     # -- one message ---------------------------------------------------------------------------
 
-    def _process(self, session: Session, mailbox_pk: int, folder: str, item: Fetched, raw: bytes, message: inb.Inbound, seen: _Seen) -> str | None:
+    def _process(self, session: Session, mailbox_pk: int, folder: str, item: _Item, seen: _Seen, now: dt.datetime) -> str | None:
         """Record and act on one message in a savepoint of its own: if it fails, it is quarantined."""
         try:
             with session.begin_nested():
-                return self._handle(session, mailbox_pk, folder, item, raw, message, seen)
+                if folder != "INBOX":
+                    return self._examine_sent(session, mailbox_pk, folder, item, seen, now)
+                found = self._examine(session, mailbox_pk, folder, item, seen, now)
+                if found is None:
+                    return None
+                row, match = found
+                session.flush()
+                assert item.found is not None
+                act(self.app, session, row, item.found, match, item.received)
+                return row.kind
         except Exception as exc:  # one bad message must not stop the poller: keep it aside, with why
-            log.exception("%s %s UID %d: quarantined", self.address, folder, item.uid)
+            log.exception("%s %s UID %d: quarantined", self.address, folder, item.fetched.uid)
+            message = item.message
             key = _key(message)
             if session.scalar(select(InboundMail.id).where(InboundMail.key == key)) is not None:
                 return None
-            now = self.app.clock.now()
-            session.add(InboundMail(key=key, message_id=message.message_id, mailbox_id=mailbox_pk, folder=folder, uid=item.uid, kind="quarantined", sender=message.from_addr[:320], subject=message.subject[:998], received_at=item.internal_date or now, seen_at=now, error=f"{type(exc).__name__}: {exc}"[:2000]))
+            session.add(InboundMail(key=key, message_id=message.message_id, mailbox_id=mailbox_pk, folder=folder, uid=item.fetched.uid, kind="quarantined", sender=message.from_addr[:320], subject=message.subject[:998], received_at=item.fetched.internal_date or now, seen_at=now, error=f"{type(exc).__name__}: {exc}"[:2000]))
             return "quarantined"
 
-    def _handle(self, session: Session, mailbox_pk: int, folder: str, item: Fetched, raw: bytes, message: inb.Inbound, seen: _Seen) -> str | None:
-        """Record and act on one message; the kind recorded, or None when it does not concern us."""
-        key = _key(message)
-        if message.message_id in seen.ours:
-            return None  # one of ours: a sequence email in Sent, or a copy that came back
-        if key in seen.keys:
-            return None  # recorded before: from another mailbox, or before a restart or a resync
+    def _is_new(self, item: _Item, seen: _Seen) -> bool:
+        """Neither one of ours (a sequence email in Sent, or a copy that came back) nor recorded before
+        (from another mailbox, or before a restart or a resync)."""
+        key = _key(item.message)
+        if seen.ours(item.message.message_id) or key in seen.keys:
+            return False
         seen.keys.add(key)
-        now = self.app.clock.now()
-        received = min(item.internal_date or message.date or now, now)  # the server's arrival time, never after the clock
-        if folder != "INBOX":
-            return self._own_reply(session, mailbox_pk, folder, item, message, key, received, now)
-        found = inb.classify(raw, received=received)
-        match = self._match(session, message, found)
+        return True
+
+    def _examine(self, session: Session, mailbox_pk: int, folder: str, item: _Item, seen: _Seen, now: dt.datetime) -> tuple[InboundMail, Match] | None:
+        """The row for a message of ours to record (added to the session), and its match; None when it does not concern us."""
+        if not self._is_new(item, seen):
+            return None
+        found, message = item.found, item.message
+        assert found is not None
+        match = self._match(session, item, seen)
         if match is None:
             return None  # unrelated: not logged against anyone
         row = InboundMail(
-            key=key, message_id=message.message_id, mailbox_id=mailbox_pk, folder=folder, uid=item.uid, kind=found.kind.value,
+            key=_key(message), message_id=message.message_id, mailbox_id=mailbox_pk, folder=folder, uid=item.fetched.uid, kind=found.kind.value,
             lead_id=match.lead.id, enrollment_id=match.enrollment.id if match.enrollment else None, thread_id=match.thread.id if match.thread else None,
-            matched_by=match.how, sender=message.from_addr[:320], subject=message.subject[:998], received_at=received, seen_at=now,
+            matched_by=match.how, sender=message.from_addr[:320], subject=message.subject[:998], received_at=item.received, seen_at=now,
             new_text=found.new_text, evidence=_evidence(found),
         )
         session.add(row)
-        session.flush()
-        act(self.app, session, row, found, match, received)
-        return found.kind.value
+        return row, match
 
-    def _own_reply(self, session: Session, mailbox_pk: int, folder: str, item: Fetched, message: inb.Inbound, key: str, sent: dt.datetime, now: dt.datetime) -> str | None:
+    def _examine_sent(self, session: Session, mailbox_pk: int, folder: str, item: _Item, seen: _Seen, now: dt.datetime) -> str | None:
+        if not self._is_new(item, seen):
+            return None
+        return self._own_reply(session, mailbox_pk, folder, item, seen, now)
+
+    def _own_reply(self, session: Session, mailbox_pk: int, folder: str, item: _Item, seen: _Seen, now: dt.datetime) -> str | None:
         """Mail the owner wrote by hand in one of our threads: a contact, and the lead's wait for it."""
+        message, key, sent = item.message, _key(item.message), item.received
         if message.from_addr and message.from_addr != self.address:
             return None
-        match = self._match_outgoing(session, message)
+        match = self._match_outgoing(session, item, seen)
         if match is None:
             return None
         answered = session.scalars(
             select(InboundMail).where(InboundMail.lead_id == match.lead.id, InboundMail.kind == "reply", InboundMail.received_at <= sent).order_by(InboundMail.received_at.desc()).limit(1)
         ).first()
         waited = (sent - answered.received_at).total_seconds() if answered is not None and not answered.evidence.get("answered_at") else None
-        row = InboundMail(key=key, message_id=message.message_id, mailbox_id=mailbox_pk, folder=folder, uid=item.uid, kind="own_reply", lead_id=match.lead.id, enrollment_id=match.enrollment.id if match.enrollment else None, thread_id=match.thread.id if match.thread else None, matched_by=match.how, sender=message.from_addr[:320], subject=message.subject[:998], received_at=sent, seen_at=now, evidence={"response_seconds": waited} if waited is not None else {})
+        row = InboundMail(key=key, message_id=message.message_id, mailbox_id=mailbox_pk, folder=folder, uid=item.fetched.uid, kind="own_reply", lead_id=match.lead.id, enrollment_id=match.enrollment.id if match.enrollment else None, thread_id=match.thread.id if match.thread else None, matched_by=match.how, sender=message.from_addr[:320], subject=message.subject[:998], received_at=sent, seen_at=now, evidence={"response_seconds": waited} if waited is not None else {})
         session.add(row)
         drafted = session.scalars(select(Message).where(Message.lead_id == match.lead.id, Message.kind == "draft", Message.status == "drafted").order_by(Message.id.desc()).limit(1)).first()
         if drafted is not None and (match.thread is None or drafted.thread_id == match.thread.id or message.message_id == drafted.message_id):
@@ -310,11 +368,10 @@ class MailboxPoller:
 
     # -- matching ------------------------------------------------------------------------------
 
-    def _match(self, session: Session, message: inb.Inbound, found: inb.Classification) -> Match | None:
-        ids = [*message.references, *([message.in_reply_to] if message.in_reply_to else [])]
-        if found.original_message_id:
-            ids.append(found.original_message_id)
-        by_headers = _by_message_ids(session, ids)
+    def _match(self, session: Session, item: _Item, seen: _Seen) -> Match | None:
+        message, found = item.message, item.found
+        assert found is not None
+        by_headers = _latest(seen, item.refers_to)
         if by_headers is not None:
             how = "headers" if by_headers.message_id in (*message.references, message.in_reply_to) else "bounce-report"
             return _match_for(session, by_headers, how)
@@ -330,9 +387,9 @@ class MailboxPoller:
             return _match_for(session, sent, "sender") if sent is not None else None
         return by_subject
 
-    def _match_outgoing(self, session: Session, message: inb.Inbound) -> Match | None:
-        ids = [*message.references, *([message.in_reply_to] if message.in_reply_to else [])]
-        sent = _by_message_ids(session, ids)
+    def _match_outgoing(self, session: Session, item: _Item, seen: _Seen) -> Match | None:
+        message, ids = item.message, item.refers_to
+        sent = _latest(seen, ids)
         if sent is not None:
             return _match_for(session, sent, "headers")
         replied = session.scalars(select(InboundMail).where(InboundMail.message_id.in_(ids), InboundMail.lead_id.is_not(None)).limit(1)).first() if ids else None
@@ -355,14 +412,15 @@ class MailboxPoller:
 # -- acting ----------------------------------------------------------------------------------------
 
 
-def act(app: App, session: Session, row: InboundMail, found: inb.Classification, match: Match, received: dt.datetime) -> None:
-    """What a classified, matched message does to the lead's enrollments and record."""
+def act(app: App, session: Session, row: InboundMail, found: inb.Classification, match: Match, received: dt.datetime, *, running: list[Enrollment] | None = None) -> None:
+    """What a classified, matched message does to the lead's enrollments and record. `running`: the
+    lead's running enrollments, when read already (a chunk reads them for all its leads at once)."""
     lead = match.lead
     kind = found.kind
     summary = _summary(found, row)
     data: dict[str, Any] = {"inbound": row.id, "matched_by": match.how, "message_id": row.message_id, "evidence": row.evidence}
     if kind is inb.Kind.REPLY:
-        app.feed_lead(session, lead, eng.Replied(at=received))
+        app.feed_lead(session, lead, eng.Replied(at=received), running=running)
         record(session, match.enrollment, received, "reply", summary, channel="email", lead_id=lead.id, meeting=found.meeting, **data)
         if found.meeting == "accepted":
             record(session, match.enrollment, received, "meeting", "meeting accepted (calendar reply)", channel="email", lead_id=lead.id, outcome="meeting booked", inbound=row.id)
@@ -375,17 +433,17 @@ def act(app: App, session: Session, row: InboundMail, found: inb.Classification,
         if found.until is not None and match.enrollment is not None:
             cal = app.enrollment_calendar(session, match.enrollment, app.definition(match.enrollment.sequence))
             until = cal.next_open(dt.datetime.combine(found.until, dt.time(0), tzinfo=cal.tz).astimezone(dt.timezone.utc))
-        app.feed_lead(session, lead, eng.AutoReplied(at=received, until=until), active_only=True)
+        app.feed_lead(session, lead, eng.AutoReplied(at=received, until=until), active_only=True, running=running)
         record(session, match.enrollment, received, "auto-reply", summary + (f"; back {found.until:%Y-%m-%d}" if found.until else ""), channel="email", lead_id=lead.id, until=found.until.isoformat() if found.until else None, **data)
     elif kind is inb.Kind.BOUNCE:
-        earlier = session.scalars(select(InboundMail.evidence).where(InboundMail.lead_id == lead.id, InboundMail.kind == "bounce", InboundMail.id != row.id))
+        earlier = session.scalars(select(InboundMail.evidence).where(InboundMail.lead_id == lead.id, InboundMail.kind == "bounce", InboundMail.id < row.id))  # the ones recorded before it
         hard = bool(found.hard) or sum(1 for evidence in earlier if not evidence.get("hard")) + 1 >= SOFT_BOUNCE_LIMIT
         record(session, match.enrollment, received, "bounce", summary + ("" if found.hard or not hard else f"; {SOFT_BOUNCE_LIMIT} soft bounces count as hard"), channel="email", lead_id=lead.id, hard=hard, status=found.status, **data)
         if hard:
-            app.feed_lead(session, lead, eng.Bounced(at=received, hard=True))
+            app.feed_lead(session, lead, eng.Bounced(at=received, hard=True), running=running)
             _suppress(app, session, lead.email, "bounce", f"{found.status or ''} {found.reason}".strip(), received, match)
     elif kind in (inb.Kind.UNSUBSCRIBE, inb.Kind.COMPLAINT):
-        app.feed_lead(session, lead, eng.Unsubscribed(at=received))
+        app.feed_lead(session, lead, eng.Unsubscribed(at=received), running=running)
         _suppress(app, session, lead.email, "unsubscribe" if kind is inb.Kind.UNSUBSCRIBE else "complaint", found.reason, received, match, always=kind is inb.Kind.COMPLAINT)
         record(session, match.enrollment, received, "unsubscribe" if kind is inb.Kind.UNSUBSCRIBE else "complaint", summary, channel="email", lead_id=lead.id, **data)
     else:
@@ -446,12 +504,38 @@ def _looks_automatic(headers: Any, senders: set[str]) -> bool:
     )
 
 
-def _by_message_ids(session: Session, ids: Iterable[str]) -> Message | None:
-    wanted = [i for i in dict.fromkeys(ids) if i]
-    if not wanted:
-        return None
-    query = select(Message).where(Message.message_id.in_(wanted), Message.direction == "out").options(joinedload(Message.enrollment), joinedload(Message.thread))
-    return session.scalars(query.order_by(Message.sent_at.desc().nulls_last(), Message.id.desc()).limit(1)).first()
+def _prefetch(session: Session, items: list[_Item]) -> _Seen:
+    """In two queries: the messages we sent that the chunk's messages are or refer to, and which of them were recorded before."""
+    ids = {i for item in items for i in (item.message.message_id, *item.refers_to) if i}
+    sent: dict[str, Message] = {}
+    if ids:
+        query = select(Message).where(Message.message_id.in_(ids), Message.direction == "out").options(joinedload(Message.enrollment), joinedload(Message.thread))
+        for message in session.scalars(query):
+            assert message.message_id is not None
+            if message.message_id not in sent or _recency(message) > _recency(sent[message.message_id]):
+                sent[message.message_id] = message
+    keys = {_key(item.message) for item in items}
+    recorded = set(session.scalars(select(InboundMail.key).where(InboundMail.key.in_(keys)))) if keys else set()
+    return _Seen(sent, recorded)
+
+
+def _recency(message: Message) -> tuple[bool, dt.datetime, int]:
+    return (message.sent_at is not None, message.sent_at or dt.datetime.min.replace(tzinfo=dt.timezone.utc), message.id)
+
+
+def _latest(seen: _Seen, ids: Iterable[str]) -> Message | None:
+    """Of the messages we sent with these Message-IDs, the last one sent."""
+    found = [seen.sent[i] for i in ids if i in seen.sent]
+    return max(found, key=_recency) if found else None
+
+
+def _running(session: Session, lead_ids: set[int]) -> dict[int, list[Enrollment]]:
+    """The leads' running enrollments, in one query."""
+    running: dict[int, list[Enrollment]] = {lead_id: [] for lead_id in lead_ids}
+    if lead_ids:
+        for enrollment in session.scalars(select(Enrollment).where(Enrollment.lead_id.in_(lead_ids), Enrollment.phase.in_(ACTIVE_PHASES)).order_by(Enrollment.id)):
+            running[enrollment.lead_id].append(enrollment)
+    return running
 
 
 def _last_sent_to(session: Session, address: str) -> Message | None:
@@ -484,7 +568,7 @@ def _by_sender_and_subject(session: Session, message: inb.Inbound) -> Match | No
         candidates.append((lead, "lead-subject"))
     domain = sender.rpartition("@")[2]
     if domain and domain not in _FREE_MAIL:
-        candidates.extend((other, "domain-subject") for other in session.scalars(select(Lead).where(Lead.email.like(f"%@{domain}"), Lead.email != sender).order_by(Lead.id)))
+        candidates.extend((other, "domain-subject") for other in session.scalars(select(Lead).where(Lead.domain == domain, Lead.email != sender).order_by(Lead.id)))
     for candidate, how in candidates:
         for thread, enrollment in _threads_of(session, candidate):
             if base_subject(thread.subject) != subject:

@@ -278,10 +278,14 @@ class App:
             self._store_state(session, enrollment, after, seq)
         return after, actions
 
-    def feed_lead(self, session: Session, lead: Lead, event: eng.Event, *, active_only: bool = False) -> list[Enrollment]:
-        """One event for every running enrollment of a lead: an answer in any thread ends (or pauses) them all."""
+    def feed_lead(self, session: Session, lead: Lead, event: eng.Event, *, active_only: bool = False, running: list[Enrollment] | None = None) -> list[Enrollment]:
+        """One event for every running enrollment of a lead: an answer in any thread ends (or pauses) them all.
+        `running`: the lead's running enrollments, when the caller has read them already (with others')."""
         phases = (eng.Phase.ACTIVE.value, eng.Phase.WAITING.value) if active_only else ACTIVE_PHASES
-        enrollments = list(session.scalars(select(Enrollment).where(Enrollment.lead_id == lead.id, Enrollment.phase.in_(phases)).order_by(Enrollment.id)))
+        if running is None:
+            enrollments = list(session.scalars(select(Enrollment).where(Enrollment.lead_id == lead.id, Enrollment.phase.in_(phases)).order_by(Enrollment.id)))
+        else:
+            enrollments = [e for e in running if e.phase in phases]
         for enrollment in enrollments:
             self.feed(session, enrollment, event)
         return enrollments

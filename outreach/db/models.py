@@ -18,7 +18,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, validates
 from sqlalchemy.types import TypeDecorator
 
 from outreach.clock import ensure_utc
@@ -83,10 +83,17 @@ class Person(Base):
     manager: Mapped[Person | None] = relationship(remote_side=[id])
 
 
+def email_domain(email: str) -> str:
+    """The part after the last @, lower-cased; '' when there is none."""
+    _, at, domain = email.rpartition("@")
+    return domain.lower() if at else ""
+
+
 class Lead(Base):
     __tablename__ = "lead"
     id: Mapped[int] = mapped_column(primary_key=True)
     email: Mapped[str] = mapped_column(String(320), unique=True)  # normalised
+    domain: Mapped[str] = mapped_column(String(255), default="", server_default="", index=True)  # of the email, kept with it: a colleague's answer is matched by it
     first_name: Mapped[str] = mapped_column(String(200), default="")
     last_name: Mapped[str] = mapped_column(String(200), default="")
     company: Mapped[str] = mapped_column(String(200), default="")
@@ -101,6 +108,11 @@ class Lead(Base):
     updated_at: Mapped[dt.datetime]
 
     owner: Mapped[Person | None] = relationship(lazy="joined")
+
+    @validates("email")
+    def _keep_domain(self, _key: str, email: str) -> str:
+        self.domain = email_domain(email)
+        return email
 
     @property
     def display_name(self) -> str:

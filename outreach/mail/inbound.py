@@ -69,22 +69,43 @@ class _Mail:
     inbound: Inbound
 
 
+@dataclass(frozen=True)
+class Parsed:
+    """A message read once: its headers now, its meaning on demand."""
+
+    inbound: Inbound
+    mail: _Mail | None  # None when the headers could not be read at all
+    error: str = ""
+
+    def classify(self, *, received: dt.datetime | None = None) -> Classification:
+        """What the message is. `received` (else its Date) anchors relative return dates ("back on Monday")."""
+        if self.mail is None:
+            return Classification(Kind.REPLY, reason="unreadable message", evidence={"error": self.error})
+        try:
+            return _classify(self.mail, received)
+        except Exception as exc:  # a message no rule can read may still be a person's answer: treat it as one
+            log.warning("message could not be classified", exc_info=True)
+            return Classification(Kind.REPLY, reason="unreadable message", evidence={"error": type(exc).__name__})
+
+
+def read(raw: bytes) -> Parsed:
+    """Parse a message once, for both its identity and its classification. Never raises."""
+    try:
+        mail = _read(raw)
+    except Exception as exc:  # no byte sequence may stop the poller; such a message is still recorded
+        log.warning("unreadable message headers", exc_info=True)
+        return Parsed(_unreadable(raw), None, type(exc).__name__)
+    return Parsed(mail.inbound, mail)
+
+
 def parse(raw: bytes) -> Inbound:
     """The identity and threading headers of a message."""
-    try:
-        return _read(raw).inbound
-    except Exception:  # no byte sequence may stop the poller; such a message is still recorded
-        log.warning("unreadable message headers", exc_info=True)
-        return _unreadable(raw)
+    return read(raw).inbound
 
 
 def classify(raw: bytes, *, received: dt.datetime | None = None) -> Classification:
     """What the message is. `received` (else its Date) anchors relative return dates ("back on Monday")."""
-    try:
-        return _classify(_read(raw), received)
-    except Exception as exc:  # a message no rule can read may still be a person's answer: treat it as one
-        log.warning("message could not be classified", exc_info=True)
-        return Classification(Kind.REPLY, reason="unreadable message", evidence={"error": type(exc).__name__})
+    return read(raw).classify(received=received)
 
 
 def _read(raw: bytes) -> _Mail:

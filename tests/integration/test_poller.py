@@ -272,17 +272,17 @@ def test_a_server_that_hangs_is_a_temporary_failure_and_the_next_pass_reads_ever
 
 
 def test_a_message_that_breaks_processing_is_quarantined_and_the_rest_are_recorded(pipeline: Pipeline, smtp_server: SmtpServer, dovecot: Dovecot, monkeypatch: pytest.MonkeyPatch) -> None:
-    from outreach.mail import inbound as inb
+    from outreach import poller
 
     intro = sent_to(smtp_server, ANANYA)[0]
-    real = inb.classify
+    real = poller.act
 
-    def classify(raw: bytes, **kwargs: Any) -> inb.Classification:
-        if b"<poison@acme.example>" in raw:
+    def act(app: Any, session: Any, row: Any, *args: Any, **kwargs: Any) -> None:
+        if row.message_id == "<poison@acme.example>":
             raise UnicodeDecodeError("utf-8", b"\xff", 0, 1, "a decoder fault")
-        return real(raw, **kwargs)
+        real(app, session, row, *args, **kwargs)
 
-    monkeypatch.setattr(inb, "classify", classify)
+    monkeypatch.setattr(poller, "act", act)
     dovecot.append(PRIYA, "INBOX", answer(intro, "First.", message_id="<poison@acme.example>"))
     dovecot.append(PRIYA, "INBOX", answer(intro, "Second.", message_id="<fine@acme.example>"))
     result = poll_all(pipeline.app)[PRIYA]
