@@ -218,7 +218,7 @@ def _work(app: App, session: Session, message: Message, thread_ids: tuple[str, .
         return _defer(app, message.id, now + dt.timedelta(minutes=1))  # the thread's first email is not out yet
     if message.kind == "notify":  # to the team, written when it was planned: no template, no unsubscribe link
         return _Work(message.id, message.message_id or "", message.sender, message.recipient, lead_email, message.status, (), message.subject, Rendered(message.subject, message.body or "", None), sender, None, "notify")
-    seq = app.definition(enrollment.sequence)
+    seq = app.definition(enrollment)
     context = app.context(session, seq, enrollment.lead, mailbox, message.step_key.split("@")[0] if message.step_key else "")
     if message.step_key == "escalate-message":  # the manager writes: their name and signature
         writer = session.scalars(select(Person).where(Person.mailbox_id == mailbox.id).order_by(Person.email != message.sender, Person.id)).first()
@@ -291,7 +291,7 @@ def _claim_one(app: App, session: Session, message: Message, mailbox: Mailbox | 
     cfg = app.mailbox_config(message.sender)
     if mailbox is None or cfg is None:
         return _set_failed(session, message, now, f"mailbox {message.sender} is not configured in outreach.yaml")
-    cal = app.calendar_for(app.definition(enrollment.sequence), enrollment.lead, mailbox)
+    cal = app.calendar_for(app.definition(enrollment), enrollment.lead, mailbox)
     rng = random.Random(f"{message.message_id}:{message.attempts}")
     zone = app.mailbox_zone(mailbox.address)
     today = now.astimezone(zone).date()
@@ -414,7 +414,7 @@ def _bounce(app: App, session: Session, message: Message, now: dt.datetime, exc:
     message.sent_at = None
     message.error = str(exc)
     app.feed(session, enrollment, eng.Bounced(at=now, hard=True))
-    seq = app.definition(enrollment.sequence)
+    seq = app.definition(enrollment)
     if seq.on_bounce == "suppress" and session.scalar(select(Suppression.id).where(Suppression.email == exc.recipient.lower())) is None:
         session.add(Suppression(email=exc.recipient.lower(), reason="bounce", source=f"{exc.code} {exc.reply}", created_at=now))
     _log_event(session, message, now, "bounce", f"hard bounce at SMTP time: {exc.code} {exc.reply}", code=exc.code)

@@ -24,11 +24,12 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from email.parser import BytesHeaderParser
 from email.utils import getaddresses
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import case, func, select, update
 from sqlalchemy.orm import Session, joinedload
 
 from outreach.config import MailboxConfig
@@ -45,8 +46,9 @@ from outreach.service import ACTIVE_PHASES, App, record, suppress
 
 log = logging.getLogger(__name__)
 
-CHUNK = 200  # messages per FETCH and per transaction
+CHUNK = 500  # messages per FETCH of headers and per transaction
 BODY_LIMIT = 1024 * 1024  # bytes of a message read: every text part and report, not a large attachment
+BODY_BUDGET = 64 * BODY_LIMIT  # bytes of bodies held at once: a chunk with more is recorded in parts
 IDLE_TURN = 5.0  # seconds per IDLE turn
 SOFT_BOUNCE_LIMIT = 3  # soft bounces to one address before it is treated as hard
 THREAD_SPAN = dt.timedelta(days=120)  # how long after our last message a subject-only match still counts
@@ -104,6 +106,15 @@ class _Item:
 
 
 @dataclass(frozen=True)
+class _Chunk:
+    """Messages read from the server: their UIDs, how many there were, and those worth recording."""
+
+    uids: list[int]
+    seen: int
+    items: list[_Item]
+
+
+@dataclass(frozen=True)
 class Match:
     lead: Lead
     enrollment: Enrollment | None
@@ -149,12 +160,16 @@ class MailboxPoller:
     def take(self, folder: str, uids: Sequence[int]) -> PollResult:
         """Read these messages now, ahead of the cursor (which passes them later and finds them recorded)."""
         self.reader.open(folder)
-        fetched = self.reader.headers(uids)
-        bodies = self.reader.bodies([item.uid for item in fetched], BODY_LIMIT)
         with self.app.sessions() as session:
             mailbox_pk = session.scalar(select(Mailbox.id).where(Mailbox.address == self.address))
         assert mailbox_pk is not None
-        return self._record_chunk(mailbox_pk, folder, None, fetched, bodies, isolate=True)
+        result = PollResult()
+        for chunk in self._read(folder, uids, everything=True):
+            done = self._record_chunk(mailbox_pk, folder, None, chunk, isolate=True)
+            result.seen += done.seen
+            result.recorded.update(done.recorded)
+            result.quarantined += done.quarantined
+        return result
 
     # -- reading -------------------------------------------------------------------------------
 
@@ -190,30 +205,34 @@ class MailboxPoller:
             if not uids:
                 self._move_cursor(mailbox_pk, folder, state.uidvalidity, state.uidnext - 1)
         for start in range(0, len(uids), CHUNK):
-            chunk = uids[start : start + CHUNK]
-            self._read_chunk(mailbox_pk, folder, state.uidvalidity, chunk, result)
+            for chunk in self._read(folder, uids[start : start + CHUNK]):
+                self._record(mailbox_pk, folder, state.uidvalidity, chunk, result)
 
-    def _read_chunk(self, mailbox_pk: int, folder: str, uidvalidity: int, uids: Sequence[int], result: PollResult) -> None:
+    def _read(self, folder: str, uids: Sequence[int], *, everything: bool = False) -> list[_Chunk]:
+        """Headers first; then the bodies of what may concern us (or of `everything`), parsed and, in
+        INBOX, classified. Cut where the bodies would pass BODY_BUDGET, each part to be recorded on its own."""
         fetched = self.reader.headers(uids)
-        with self.app.sessions() as session:
-            wanted = self._wanted(session, folder, fetched)
-        bodies = self.reader.bodies(wanted, BODY_LIMIT)
-        try:  # the whole chunk in one go; should one message fail, again one by one, to set it aside
-            chunk = self._record_chunk(mailbox_pk, folder, (uidvalidity, max(uids)), fetched, bodies, isolate=False)
-        except Exception:
-            log.warning("%s %s: a message in UIDs %d-%d failed; reading them one at a time", self.address, folder, uids[0], uids[-1], exc_info=True)
-            chunk = self._record_chunk(mailbox_pk, folder, (uidvalidity, max(uids)), fetched, bodies, isolate=True)
-        result.seen += chunk.seen
-        result.recorded.update(chunk.recorded)
-        result.quarantined += chunk.quarantined
+        if everything:
+            wanted = {item.uid for item in fetched}
+        else:
+            with self.app.sessions() as session:
+                wanted = set(self._wanted(session, folder, fetched))
+        chunks, part, budget = [], [], BODY_BUDGET
+        for item in fetched:
+            cost = min(item.size, BODY_LIMIT) if item.uid in wanted else 0
+            if part and cost and cost > budget:
+                chunks.append(self._parse(folder, part, wanted))
+                part, budget = [], BODY_BUDGET
+            part.append(item)
+            budget -= cost
+        if part or not chunks:
+            chunks.append(self._parse(folder, part, wanted))
+        # UIDs with no message left (expunged between SEARCH and FETCH) go with the last part
+        chunks[-1] = _Chunk(chunks[-1].uids + sorted(set(uids) - {item.uid for item in fetched}), chunks[-1].seen, chunks[-1].items)
+        return chunks
 
-    def _record_chunk(self, mailbox_pk: int, folder: str, cursor: tuple[int, int] | None, fetched: list[Fetched], bodies: dict[int, bytes], *, isolate: bool) -> PollResult:
-        """Record a chunk and move the cursor (uidvalidity, last UID) past it, in one transaction.
-
-        Messages are parsed and classified before the transaction opens. In it, what the chunk refers
-        to is read in two queries; the inbound rows are written together, then acted on. With `isolate`,
-        each message gets a savepoint of its own instead, and one that fails is quarantined."""
-        result = PollResult(seen=len(fetched))
+    def _parse(self, folder: str, fetched: list[Fetched], wanted: set[int]) -> _Chunk:
+        bodies = self.reader.bodies([item.uid for item in fetched if item.uid in wanted], BODY_LIMIT)
         now = self.app.clock.now()
         items = []
         for item in fetched:
@@ -221,6 +240,28 @@ class MailboxPoller:
                 parsed = inb.read(bodies[item.uid])
                 received = min(item.internal_date or parsed.inbound.date or now, now)
                 items.append(_Item(item, parsed, received, parsed.classify(received=received) if folder == "INBOX" else None))
+        return _Chunk([item.uid for item in fetched], len(fetched), items)
+
+    def _record(self, mailbox_pk: int, folder: str, uidvalidity: int, chunk: _Chunk, result: PollResult) -> None:
+        cursor = (uidvalidity, max(chunk.uids))
+        try:  # the whole chunk in one go; should one message fail, again one by one, to set it aside
+            done = self._record_chunk(mailbox_pk, folder, cursor, chunk, isolate=False)
+        except Exception:
+            log.warning("%s %s: a message in UIDs %d-%d failed; reading them one at a time", self.address, folder, chunk.uids[0], chunk.uids[-1], exc_info=True)
+            done = self._record_chunk(mailbox_pk, folder, cursor, chunk, isolate=True)
+        result.seen += done.seen
+        result.recorded.update(done.recorded)
+        result.quarantined += done.quarantined
+
+    def _record_chunk(self, mailbox_pk: int, folder: str, cursor: tuple[int, int] | None, chunk: _Chunk, *, isolate: bool) -> PollResult:
+        """Record a chunk and move the cursor (uidvalidity, last UID) past it, in one transaction.
+
+        What the chunk refers to is read in two queries; the inbound rows are written together, then
+        acted on. With `isolate`, each message gets a savepoint of its own instead, and one that fails
+        is quarantined."""
+        result = PollResult(seen=chunk.seen)
+        now = self.app.clock.now()
+        items = chunk.items
         with transaction(self.app.sessions) as session:
             seen = _prefetch(session, items)
             if isolate:
@@ -252,8 +293,16 @@ class MailboxPoller:
             self._set_cursor(session, mailbox_pk, folder, uidvalidity, last_uid)
 
     def _set_cursor(self, session: Session, mailbox_pk: int, folder: str, uidvalidity: int, last_uid: int) -> None:
-        cursor = session.scalar(select(FolderCursor).where(FolderCursor.mailbox_id == mailbox_pk, FolderCursor.folder == folder))
         now = self.app.clock.now()
+        moved = session.execute(  # the usual case, in one statement: the cursor is there, on this UIDVALIDITY
+            update(FolderCursor)
+            .where(FolderCursor.mailbox_id == mailbox_pk, FolderCursor.folder == folder, FolderCursor.uidvalidity == uidvalidity)
+            .values(last_uid=case((FolderCursor.last_uid < last_uid, last_uid), else_=FolderCursor.last_uid), updated_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        if moved.rowcount:  # type: ignore[attr-defined]
+            return
+        cursor = session.scalar(select(FolderCursor).where(FolderCursor.mailbox_id == mailbox_pk, FolderCursor.folder == folder))
         if cursor is None:
             session.add(FolderCursor(mailbox_id=mailbox_pk, folder=folder, uidvalidity=uidvalidity, last_uid=max(last_uid, 0), updated_at=now))
         else:
@@ -264,24 +313,15 @@ class MailboxPoller:
 
     def _wanted(self, session: Session, folder: str, fetched: list[Fetched]) -> list[int]:
         """The messages worth a body: those that may concern one of our threads, leads or sends."""
-        names = ("To", "Cc") if folder != "INBOX" else ("From", "Reply-To")
-        seen = []  # (uid, headers, the message's references, its people), each parsed once
-        for item in fetched:
-            headers = BytesHeaderParser().parsebytes(item.header)
-            seen.append((item.uid, headers, set(_ids(headers)), set(_addresses(headers, *names))))
-        refs = set().union(*(ids for _, _, ids, _ in seen))
-        people = set().union(*(addresses for _, _, _, addresses in seen))
+        inbox = folder == "INBOX"
+        glances = [_glance(item, inbox=inbox) for item in fetched]
+        refs = set().union(*(g.refs for g in glances))
+        people = set().union(*(g.people for g in glances))
         ours = set(session.scalars(select(Message.message_id).where(Message.message_id.in_(refs)))) if refs else set()
         leads = set(session.scalars(select(Lead.email).where(Lead.email.in_(people)))) if people else set()
         domains = {a.rpartition("@")[2] for a in people} - _FREE_MAIL
         lead_domains = set(session.scalars(select(Lead.domain).where(Lead.domain.in_(domains)).distinct())) if domains else set()
-        wanted = []
-        for uid, headers, ids, addresses in seen:
-            if ours & ids or addresses & leads or {a.rpartition("@")[2] for a in addresses} & lead_domains:
-                wanted.append(uid)
-            elif folder == "INBOX" and (_looks_automatic(headers, addresses) or (headers.get("Subject") or "").strip().lower() == "unsubscribe"):
-                wanted.append(uid)
-        return wanted
+        return [g.uid for g in glances if g.refs & ours or g.people & leads or g.domains & lead_domains or (inbox and g.automatic)]
 
     # -- one message ---------------------------------------------------------------------------
 
@@ -425,19 +465,18 @@ def act(app: App, session: Session, row: InboundMail, found: inb.Classification,
         if found.meeting == "accepted":
             record(session, match.enrollment, received, "meeting", "meeting accepted (calendar reply)", channel="email", lead_id=lead.id, outcome="meeting booked", inbound=row.id)
         _ask_owner_to_answer(app, session, lead, match, row, received)
-        seq = app.definition(match.enrollment.sequence) if match.enrollment is not None else None
+        seq = app.definition(match.enrollment) if match.enrollment is not None else None
         if seq is not None and match.enrollment is not None and seq.on_negative_reply == "escalate" and is_negative(row.new_text):
             escalate_answer(app, session, match.enrollment, row, received, why="negative feedback", within=seq.negative_within)
     elif kind is inb.Kind.AUTO_REPLY:
         until = None
         if found.until is not None and match.enrollment is not None:
-            cal = app.enrollment_calendar(session, match.enrollment, app.definition(match.enrollment.sequence))
+            cal = app.enrollment_calendar(session, match.enrollment, app.definition(match.enrollment))
             until = cal.next_open(dt.datetime.combine(found.until, dt.time(0), tzinfo=cal.tz).astimezone(dt.timezone.utc))
         app.feed_lead(session, lead, eng.AutoReplied(at=received, until=until), active_only=True, running=running)
         record(session, match.enrollment, received, "auto-reply", summary + (f"; back {found.until:%Y-%m-%d}" if found.until else ""), channel="email", lead_id=lead.id, until=found.until.isoformat() if found.until else None, **data)
     elif kind is inb.Kind.BOUNCE:
-        earlier = session.scalars(select(InboundMail.evidence).where(InboundMail.lead_id == lead.id, InboundMail.kind == "bounce", InboundMail.id < row.id))  # the ones recorded before it
-        hard = bool(found.hard) or sum(1 for evidence in earlier if not evidence.get("hard")) + 1 >= SOFT_BOUNCE_LIMIT
+        hard = bool(found.hard) or _soft_bounces_before(session, lead, row) + 1 >= SOFT_BOUNCE_LIMIT
         record(session, match.enrollment, received, "bounce", summary + ("" if found.hard or not hard else f"; {SOFT_BOUNCE_LIMIT} soft bounces count as hard"), channel="email", lead_id=lead.id, hard=hard, status=found.status, **data)
         if hard:
             app.feed_lead(session, lead, eng.Bounced(at=received, hard=True), running=running)
@@ -450,10 +489,15 @@ def act(app: App, session: Session, row: InboundMail, found: inb.Classification,
         record(session, match.enrollment, received, "delivery-notice", summary, channel="email", lead_id=lead.id, **data)
 
 
+def _soft_bounces_before(session: Session, lead: Lead, row: InboundMail) -> int:
+    earlier = session.scalars(select(InboundMail.evidence).where(InboundMail.lead_id == lead.id, InboundMail.kind == "bounce", InboundMail.id < row.id))
+    return sum(1 for evidence in earlier if not evidence.get("hard"))
+
+
 def _suppress(app: App, session: Session, email: str, reason: str, source: str, at: dt.datetime, match: Match, *, always: bool = False) -> None:
     """As the sequence says (on_bounce / on_unsubscribe); a complaint always."""
     if not always and match.enrollment is not None:
-        seq = app.definition(match.enrollment.sequence)
+        seq = app.definition(match.enrollment)
         if (seq.on_bounce if reason == "bounce" else seq.on_unsubscribe) != "suppress":
             return
     suppress(session, email, reason, source, at)
@@ -463,7 +507,7 @@ def _ask_owner_to_answer(app: App, session: Session, lead: Lead, match: Match, r
     """The owner hears of the reply as an open task to answer it, due within the sequence's reply_sla."""
     due = at + dt.timedelta(days=1)
     if match.enrollment is not None:
-        seq = app.definition(match.enrollment.sequence)
+        seq = app.definition(match.enrollment)
         due = app.enrollment_calendar(session, match.enrollment, seq).after(at, seq.reply_sla, random.Random(row.id))
     name = lead.display_name
     first_line = next((line.strip() for line in row.new_text.splitlines() if line.strip()), "")[:200]
@@ -477,30 +521,58 @@ def _key(message: inb.Inbound) -> str:
     return message.message_id or f"digest:{message.fallback_key}"
 
 
-def _ids(headers: Any) -> list[str]:
-    values = " ".join(str(headers.get(name) or "") for name in ("In-Reply-To", "References"))
+@dataclass(frozen=True)
+class _Glance:
+    """What a message's headers say, read once: enough to tell whether its body is worth fetching."""
+
+    uid: int
+    refs: frozenset[str]  # the Message-IDs it answers
+    people: frozenset[str]  # INBOX: who wrote it (From, Reply-To); Sent: to whom (To, Cc)
+    automatic: bool  # looks like a report, an auto-reply or an opt-out to our mailto:
+
+    @property
+    def domains(self) -> set[str]:
+        return {a.rpartition("@")[2] for a in self.people}
+
+
+_HEADERS = BytesHeaderParser()
+
+
+def _glance(item: Fetched, *, inbox: bool) -> _Glance:
+    headers = _HEADERS.parsebytes(item.header)
+    fields: dict[str, str] = {}
+    for name, value in headers.items():
+        fields.setdefault(name.lower(), str(value))  # the first of a repeated field is enough for these tests
+    names = ("from", "reply-to") if inbox else ("to", "cc")
+    people = _addresses(tuple(str(v) for name in names for v in headers.get_all(name) or ()))
+    refs = frozenset(_ids(f"{fields.get('in-reply-to', '')} {fields.get('references', '')}"))
+    return _Glance(item.uid, refs, people, inbox and (_looks_automatic(fields, people) or fields.get("subject", "").strip().lower() == "unsubscribe"))
+
+
+def _ids(values: str) -> list[str]:
     return [f"<{part.split('>')[0]}>" for part in values.split("<")[1:] if ">" in part]
 
 
-def _addresses(headers: Any, *names: str) -> list[str]:
+@lru_cache(maxsize=4096)
+def _addresses(values: tuple[str, ...]) -> frozenset[str]:
+    """The addresses in these header values, lower-cased (the same senders come again and again)."""
     try:
-        return [address.lower() for _, address in getaddresses([str(v) for name in names for v in headers.get_all(name) or []]) if "@" in address]
+        return frozenset(address.lower() for _, address in getaddresses(list(values)) if "@" in address)
     except Exception:  # a mangled address header concerns nobody
-        return []
+        return frozenset()
 
 
-def _looks_automatic(headers: Any, senders: set[str]) -> bool:
+def _looks_automatic(fields: dict[str, str], senders: frozenset[str]) -> bool:
     """Reports and auto-replies, from the headers alone: worth a body even when they name nobody we know."""
-    sender = " ".join(sorted(senders)) or str(headers.get("From") or "").lower()
-    content_type = str(headers.get("Content-Type") or "").lower()
+    sender = " ".join(sorted(senders)) or fields.get("from", "").lower()
     return (
         not sender
         or any(name in sender.replace("_", "") for name in _REPORT_SENDERS)
-        or _REPORT_SUBJECT.search(str(headers.get("Subject") or "")) is not None
-        or "multipart/report" in content_type
-        or str(headers.get("Return-Path") or "").strip() == "<>"
-        or any(headers.get(name) is not None and str(headers.get(name)).strip().lower() != "no" for name in _AUTO_HEADERS)
-        or str(headers.get("Precedence") or "").strip().lower() in ("auto_reply", "bulk", "junk")
+        or _REPORT_SUBJECT.search(fields.get("subject", "")) is not None
+        or "multipart/report" in fields.get("content-type", "").lower()
+        or fields.get("return-path", "").strip() == "<>"
+        or any(name in fields and fields[name].strip().lower() != "no" for name in _AUTO_HEADERS)
+        or fields.get("precedence", "").strip().lower() in ("auto_reply", "bulk", "junk")
     )
 
 

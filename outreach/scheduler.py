@@ -76,7 +76,7 @@ def tick(app: App, *, now: dt.datetime | None = None, batch: int = 500) -> TickR
         )
         with session.no_autoflush:
             for enrollment in enrollments:
-                seq = app.definition(enrollment.sequence)
+                seq = app.definition(enrollment)
                 _advance(app, session, enrollment, seq, now, result, work)
                 result.enrollments += 1
         session.flush()
@@ -225,7 +225,7 @@ def escalate_answer(app: App, session: Session, enrollment: Enrollment, mail: In
     key = f"{'negative' if why == 'negative feedback' else 'sla'}:{mail.id}"  # once per reply and reason
     if session.scalar(select(Task.id).where(Task.enrollment_id == enrollment.id, Task.step_key == key)) is not None:
         return
-    seq = app.definition(enrollment.sequence)
+    seq = app.definition(enrollment)
     lead = enrollment.lead
     owner = lead.owner
     reviewer = reviewer_of(owner)
@@ -264,7 +264,7 @@ def escalate_unanswered(app: App, *, now: dt.datetime | None = None) -> int:
             enrollment = session.get(Enrollment, task.enrollment_id)
             if mail is None or enrollment is None:
                 continue
-            seq = app.definition(enrollment.sequence)
+            seq = app.definition(enrollment)
             escalate_answer(app, session, enrollment, mail, now, why=f"reply not answered within {seq.reply_sla}", within=Delay.parse("4 business hours"))
             count += 1
     return count

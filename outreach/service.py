@@ -271,7 +271,7 @@ class App:
 
     def feed(self, session: Session, enrollment: Enrollment, event: eng.Event) -> tuple[eng.State, list[eng.Action]]:
         """Fold one event into an enrollment through the engine and store the outcome."""
-        seq = self.definition(enrollment.sequence)
+        seq = self.definition(enrollment)
         before = state_from_json(enrollment.state)
         after, actions = eng.apply_event(before, seq, event, self.enrollment_calendar(session, enrollment, seq))
         if after != before:
@@ -384,11 +384,14 @@ class App:
 
     # -- mail connections -------------------------------------------------------------------------
 
-    def definition(self, version: SequenceVersion) -> Sequence:
-        """The parsed definition of a stored version (versions never change, so it is cached)."""
-        cached = self._definitions.get(version.id)
+    def definition(self, of: SequenceVersion | Enrollment) -> Sequence:
+        """The parsed definition of a stored version, or of an enrollment's version. Versions never
+        change, so it is cached: an enrollment's version row is read only the first time."""
+        version_id = of.sequence_id if isinstance(of, Enrollment) else of.id
+        cached = self._definitions.get(version_id)
         if cached is None:
-            cached = self._definitions[version.id] = from_definition(version.definition)
+            version = of.sequence if isinstance(of, Enrollment) else of
+            cached = self._definitions[version_id] = from_definition(version.definition)
         return cached
 
     def mailbox_zone(self, address: str) -> ZoneInfo:
@@ -470,7 +473,7 @@ class App:
     # -- what will happen ---------------------------------------------------------------------------
 
     def timeline(self, session: Session, enrollment: Enrollment, limit: int = 24) -> list[PlannedItem]:
-        seq = self.definition(enrollment.sequence)
+        seq = self.definition(enrollment)
         lead = enrollment.lead
         mailbox = self.mailbox_for(session, seq, lead, enrollment.seed)
         cal = self.calendar_for(seq, lead, mailbox)
@@ -568,8 +571,11 @@ def save_state(enrollment: Enrollment, state: eng.State, next_action_at: dt.date
 
 def suppress(session: Session, email: str, reason: str, source: str, at: dt.datetime) -> bool:
     """Never mail this address again; False when it already was."""
-    if session.scalar(select(Suppression.id).where(Suppression.email == email)) is not None:
-        return False
+    if any(isinstance(obj, Suppression) and obj.email == email for obj in session.new):
+        return False  # earlier in this transaction: not flushed for one check (a chunk of bounces would flush once each)
+    with session.no_autoflush:
+        if session.scalar(select(Suppression.id).where(Suppression.email == email)) is not None:
+            return False
     session.add(Suppression(email=email, reason=reason, source=source[:2000], created_at=at))
     return True
 

@@ -317,26 +317,73 @@ def test_mail_to_the_unsubscribe_address_and_a_meeting_acceptance_are_understood
         assert session.scalars(select(Event.data).where(Event.kind == "meeting")).one()["outcome"] == "meeting booked"
 
 
+def dsn(intro: EmailMessage, n: int, status: str = "4.2.2") -> bytes:
+    """A delivery status notification about our `intro` to Ananya: soft (4.x.x) or hard (5.x.x)."""
+    code = "452 4.2.2 Mailbox full" if status.startswith("4") else f"550 {status} User unknown"
+    return (
+        f"From: Mail Delivery System <MAILER-DAEMON@mx.example.net>\r\nTo: {PRIYA}\r\nSubject: Delivery Status Notification (Failure)\r\n"
+        f"Message-ID: <dsn-{n}@mx.example.net>\r\nMIME-Version: 1.0\r\n"
+        'Content-Type: multipart/report; report-type="delivery-status"; boundary="b"\r\n\r\n'
+        f"--b\r\nContent-Type: text/plain\r\n\r\nYour message to {ANANYA} could not be delivered.\r\n"
+        f"--b\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.example.net\r\n\r\n"
+        f"Final-Recipient: rfc822; {ANANYA}\r\nAction: failed\r\nStatus: {status}\r\nDiagnostic-Code: smtp; {code}\r\n"
+        f"--b\r\nContent-Type: text/rfc822-headers\r\n\r\nMessage-ID: {intro['Message-ID']}\r\nTo: {ANANYA}\r\nSubject: {intro['Subject']}\r\n"
+        "--b--\r\n"
+    ).encode()
+
+
 def test_soft_bounces_count_and_the_third_suppresses(pipeline: Pipeline, smtp_server: SmtpServer, dovecot: Dovecot) -> None:
     intro = sent_to(smtp_server, ANANYA)[0]
     for n in range(3):
-        raw = (
-            f"From: Mail Delivery System <MAILER-DAEMON@mx.example.net>\r\nTo: {PRIYA}\r\nSubject: Delivery Status Notification (Failure)\r\n"
-            f"Message-ID: <soft-{n}@mx.example.net>\r\nMIME-Version: 1.0\r\n"
-            'Content-Type: multipart/report; report-type="delivery-status"; boundary="b"\r\n\r\n'
-            f"--b\r\nContent-Type: text/plain\r\n\r\nYour message to {ANANYA} could not be delivered: mailbox full.\r\n"
-            f"--b\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.example.net\r\n\r\n"
-            f"Final-Recipient: rfc822; {ANANYA}\r\nAction: failed\r\nStatus: 4.2.2\r\nDiagnostic-Code: smtp; 452 4.2.2 Mailbox full\r\n"
-            f"--b\r\nContent-Type: text/rfc822-headers\r\n\r\nMessage-ID: {intro['Message-ID']}\r\nTo: {ANANYA}\r\nSubject: {intro['Subject']}\r\n"
-            "--b--\r\n"
-        ).encode()
-        dovecot.append(PRIYA, "INBOX", raw)
+        dovecot.append(PRIYA, "INBOX", dsn(intro, n))
         poll_all(pipeline.app)
         with pipeline.app.sessions() as session:
             suppressed = session.scalars(select(Suppression.email)).all()
         assert suppressed == ([ANANYA] if n == 2 else []), (n, [(r.kind, r.matched_by, r.evidence) for r in inbound(pipeline)])
     assert [r.evidence.get("hard") for r in inbound(pipeline)] == [False, False, False]
     assert enrollment_of(pipeline, ANANYA).phase == "stopped"
+
+
+def test_bounces_read_in_one_pass_count_in_their_order_and_suppress_once(pipeline: Pipeline, smtp_server: SmtpServer, dovecot: Dovecot) -> None:
+    intro = sent_to(smtp_server, ANANYA)[0]
+    for n, status in enumerate(("4.2.2", "4.2.2", "4.2.2", "5.1.1", "5.1.1")):
+        dovecot.append(PRIYA, "INBOX", dsn(intro, n, status))
+    result = poll_all(pipeline.app)[PRIYA]
+    assert result.recorded == {"bounce": 5} and result.quarantined == 0, "one chunk, one transaction: nothing set aside"
+    rows = sorted(inbound(pipeline), key=lambda r: r.id)
+    assert [r.evidence.get("status") for r in rows] == ["4.2.2", "4.2.2", "4.2.2", "5.1.1", "5.1.1"]
+    with pipeline.app.sessions() as session:
+        assert session.execute(select(Suppression.email, Suppression.reason)).all() == [(ANANYA, "bounce")]
+        hard = [e.data["hard"] for e in session.scalars(select(Event).where(Event.kind == "bounce").order_by(Event.id))]
+    assert hard == [False, False, True, True, True], "the third soft bounce counts as hard, as it would one pass at a time"
+
+
+def test_a_chunk_whose_bodies_pass_the_budget_is_recorded_in_parts(pipeline: Pipeline, smtp_server: SmtpServer, dovecot: Dovecot, monkeypatch: pytest.MonkeyPatch) -> None:
+    from outreach import poller
+
+    monkeypatch.setattr(poller, "BODY_BUDGET", 1)  # every body in a part of its own
+    intro = sent_to(smtp_server, ANANYA)[0]
+    other = next(r.recipients[0] for r in smtp_server.received if r.recipients[0] != ANANYA)
+    to_other = sent_to(smtp_server, other)[0]
+    owner = str(to_other["From"].addresses[0].addr_spec)
+    news = b"From: News <news@lists.example.org>\r\nTo: " + PRIYA.encode() + b"\r\nSubject: Digest\r\nMessage-ID: <digest@lists.example.org>\r\n\r\nThe news.\r\n"
+    dovecot.append(PRIYA, "INBOX", answer(intro, "First.", message_id="<part-1@acme.example>"))
+    dovecot.append(PRIYA, "INBOX", news)
+    dovecot.append(PRIYA, "INBOX", answer(intro, "Second.", message_id="<part-2@acme.example>"))
+    dovecot.append(owner, "INBOX", answer(to_other, "Yes.", sender=f"<{other}>", message_id="<part-3@example.net>"))
+    parts: list[tuple[str, str, int]] = []
+    record = poller.MailboxPoller._record_chunk
+
+    def spy(self: Any, mailbox_pk: int, folder: str, cursor: Any, chunk: Any, **kwargs: Any) -> Any:
+        parts.append((self.address, folder, len(chunk.items)))
+        return record(self, mailbox_pk, folder, cursor, chunk, **kwargs)
+
+    monkeypatch.setattr(poller.MailboxPoller, "_record_chunk", spy)
+    results = poll_all(pipeline.app)
+    assert results[PRIYA].recorded == {"reply": 2}
+    assert [n for box, folder, n in parts if (box, folder) == (PRIYA, "INBOX")] == [1, 1], "two bodies, two parts; the newsletter goes with one of them"
+    assert {r.message_id for r in inbound(pipeline)} == {"<part-1@acme.example>", "<part-2@acme.example>", "<part-3@example.net>"}
+    assert all(r.seen == 0 for r in poll_all(pipeline.app).values()), "the cursors moved past every part"
 
 
 def test_the_watcher_reconnects_after_the_server_restarts_and_misses_nothing(pipeline: Pipeline, smtp_server: SmtpServer, dovecot: Dovecot) -> None:
