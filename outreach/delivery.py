@@ -33,7 +33,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, joinedload
 
 from outreach.context import person_context
-from outreach.db.models import Mailbox, Message, Person, Suppression
+from outreach.db.models import Enrollment, Lead, Mailbox, Message, Person, Suppression
 from outreach.db.session import transaction
 from outreach.errors import InputError, OutreachError
 from outreach.mail.compose import Party, compose, reply_subject
@@ -246,8 +246,12 @@ def _defer(app: App, pk: int, until: dt.datetime) -> Outcome:
 
 
 def _locked(session: Session, pks: Iterable[int]) -> dict[int, Message]:
-    """The batch's rows, locked on PostgreSQL (in id order, so two workers never deadlock)."""
-    query = select(Message).where(Message.id.in_(list(pks))).order_by(Message.id).options(joinedload(Message.enrollment), joinedload(Message.thread))
+    """The batch's rows, locked on PostgreSQL (in id order, so two workers never deadlock), with their
+    enrollment, lead and thread; not the lead's owner, which claiming and recording never need."""
+    query = (
+        select(Message).where(Message.id.in_(list(pks))).order_by(Message.id)
+        .options(joinedload(Message.enrollment).joinedload(Enrollment.lead).lazyload(Lead.owner), joinedload(Message.thread))
+    )
     if _postgres(session):
         query = query.with_for_update(of=Message)
     return {m.id: m for m in session.scalars(query).unique()}

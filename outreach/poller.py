@@ -22,7 +22,7 @@ import re
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from email.parser import BytesHeaderParser
@@ -208,28 +208,29 @@ class MailboxPoller:
             for chunk in self._read(folder, uids[start : start + CHUNK]):
                 self._record(mailbox_pk, folder, state.uidvalidity, chunk, result)
 
-    def _read(self, folder: str, uids: Sequence[int], *, everything: bool = False) -> list[_Chunk]:
+    def _read(self, folder: str, uids: Sequence[int], *, everything: bool = False) -> Iterator[_Chunk]:
         """Headers first; then the bodies of what may concern us (or of `everything`), parsed and, in
-        INBOX, classified. Cut where the bodies would pass BODY_BUDGET, each part to be recorded on its own."""
+        INBOX, classified. In parts, each read when the one before is recorded, so that no more than
+        BODY_BUDGET bytes of bodies are held at once."""
         fetched = self.reader.headers(uids)
         if everything:
             wanted = {item.uid for item in fetched}
         else:
             with self.app.sessions() as session:
                 wanted = set(self._wanted(session, folder, fetched))
-        chunks, part, budget = [], [], BODY_BUDGET
+        parts: list[list[Fetched]] = [[]]
+        budget = BODY_BUDGET
         for item in fetched:
             cost = min(item.size, BODY_LIMIT) if item.uid in wanted else 0
-            if part and cost and cost > budget:
-                chunks.append(self._parse(folder, part, wanted))
-                part, budget = [], BODY_BUDGET
-            part.append(item)
+            if parts[-1] and cost and cost > budget:
+                parts.append([])
+                budget = BODY_BUDGET
+            parts[-1].append(item)
             budget -= cost
-        if part or not chunks:
-            chunks.append(self._parse(folder, part, wanted))
-        # UIDs with no message left (expunged between SEARCH and FETCH) go with the last part
-        chunks[-1] = _Chunk(chunks[-1].uids + sorted(set(uids) - {item.uid for item in fetched}), chunks[-1].seen, chunks[-1].items)
-        return chunks
+        gone = sorted(set(uids) - {item.uid for item in fetched})  # expunged since the SEARCH: the cursor passes them too
+        for n, part in enumerate(parts):
+            chunk = self._parse(folder, part, wanted)
+            yield _Chunk(chunk.uids + gone, chunk.seen, chunk.items) if n == len(parts) - 1 else chunk
 
     def _parse(self, folder: str, fetched: list[Fetched], wanted: set[int]) -> _Chunk:
         bodies = self.reader.bodies([item.uid for item in fetched if item.uid in wanted], BODY_LIMIT)
