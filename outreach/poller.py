@@ -69,6 +69,11 @@ class PollResult:
     quarantined: int = 0
     resynced: list[str] = field(default_factory=list)
 
+    def add(self, part: PollResult) -> None:
+        self.seen += part.seen
+        self.recorded.update(part.recorded)
+        self.quarantined += part.quarantined
+
 
 @dataclass
 class _Seen:
@@ -165,10 +170,7 @@ class MailboxPoller:
         assert mailbox_pk is not None
         result = PollResult()
         for chunk in self._read(folder, uids, everything=True):
-            done = self._record_chunk(mailbox_pk, folder, None, chunk, isolate=True)
-            result.seen += done.seen
-            result.recorded.update(done.recorded)
-            result.quarantined += done.quarantined
+            result.add(self._record_chunk(mailbox_pk, folder, None, chunk, isolate=True))
         return result
 
     # -- reading -------------------------------------------------------------------------------
@@ -250,9 +252,7 @@ class MailboxPoller:
         except Exception:
             log.warning("%s %s: a message in UIDs %d-%d failed; reading them one at a time", self.address, folder, chunk.uids[0], chunk.uids[-1], exc_info=True)
             done = self._record_chunk(mailbox_pk, folder, cursor, chunk, isolate=True)
-        result.seen += done.seen
-        result.recorded.update(done.recorded)
-        result.quarantined += done.quarantined
+        result.add(done)
 
     def _record_chunk(self, mailbox_pk: int, folder: str, cursor: tuple[int, int] | None, chunk: _Chunk, *, isolate: bool) -> PollResult:
         """Record a chunk and move the cursor (uidvalidity, last UID) past it, in one transaction.
