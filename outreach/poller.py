@@ -242,7 +242,7 @@ class MailboxPoller:
             if item.uid in bodies:
                 parsed = inb.read(bodies[item.uid])
                 received = min(item.internal_date or parsed.inbound.date or now, now)
-                items.append(_Item(item, parsed, received, parsed.classify(received=received) if folder == "INBOX" else None))
+                items.append(_Item(item, parsed, received, parsed.classify(received=received, return_date=False) if folder == "INBOX" else None))
         return _Chunk([item.uid for item in fetched], len(fetched), items)
 
     def _record(self, mailbox_pk: int, folder: str, uidvalidity: int, chunk: _Chunk, result: PollResult) -> None:
@@ -281,13 +281,12 @@ class MailboxPoller:
 
     def _record_inbox(self, session: Session, mailbox_pk: int, items: list[_Item], seen: _Seen, now: dt.datetime) -> list[str | None]:
         """The rows of a chunk in one INSERT, then what each one does to its lead."""
-        matched = [(item, found) for item in items if (found := self._examine(session, mailbox_pk, "INBOX", item, seen, now)) is not None]
+        matched = [(item, examined) for item in items if (examined := self._examine(session, mailbox_pk, "INBOX", item, seen, now)) is not None]
         session.flush()
-        running = _running(session, {match.lead.id for _, (_, match) in matched})
-        for item, (row, match) in matched:
-            assert item.found is not None
-            act(self.app, session, row, item.found, match, item.received, running=running.get(match.lead.id, []))
-        return [row.kind for _, (row, _) in matched]
+        running = _running(session, {match.lead.id for _, (_, match, _) in matched})
+        for item, (row, match, found) in matched:
+            act(self.app, session, row, found, match, item.received, running=running.get(match.lead.id, []))
+        return [row.kind for _, (row, _, _) in matched]
 
     def _move_cursor(self, mailbox_pk: int, folder: str, uidvalidity: int, last_uid: int) -> None:
         with transaction(self.app.sessions) as session:
@@ -335,10 +334,9 @@ class MailboxPoller:
                 found = self._examine(session, mailbox_pk, folder, item, seen, now)
                 if found is None:
                     return None
-                row, match = found
+                row, match, classified = found
                 session.flush()
-                assert item.found is not None
-                act(self.app, session, row, item.found, match, item.received)
+                act(self.app, session, row, classified, match, item.received)
                 return row.kind
         except Exception as exc:  # one bad message must not stop the poller: keep it aside, with why
             log.exception("%s %s UID %d: quarantined", self.address, folder, item.fetched.uid)
@@ -358,8 +356,9 @@ class MailboxPoller:
         seen.keys.add(key)
         return True
 
-    def _examine(self, session: Session, mailbox_pk: int, folder: str, item: _Item, seen: _Seen, now: dt.datetime) -> tuple[InboundMail, Match] | None:
-        """The row for a message of ours to record (added to the session), and its match; None when it does not concern us."""
+    def _examine(self, session: Session, mailbox_pk: int, folder: str, item: _Item, seen: _Seen, now: dt.datetime) -> tuple[InboundMail, Match, inb.Classification] | None:
+        """The row for a message of ours to record (added to the session), its match and its
+        classification (an auto-reply's return date read now that it concerns us); None when it does not concern us."""
         if not self._is_new(item, seen):
             return None
         found, message = item.found, item.message
@@ -367,6 +366,7 @@ class MailboxPoller:
         match = self._match(session, item, seen)
         if match is None:
             return None  # unrelated: not logged against anyone
+        found = item.parsed.with_return_date(found, received=item.received)
         row = InboundMail(
             key=_key(message), message_id=message.message_id, mailbox_id=mailbox_pk, folder=folder, uid=item.fetched.uid, kind=found.kind.value,
             lead_id=match.lead.id, enrollment_id=match.enrollment.id if match.enrollment else None, thread_id=match.thread.id if match.thread else None,
@@ -374,7 +374,7 @@ class MailboxPoller:
             new_text=found.new_text, evidence=_evidence(found),
         )
         session.add(row)
-        return row, match
+        return row, match, found
 
     def _examine_sent(self, session: Session, mailbox_pk: int, folder: str, item: _Item, seen: _Seen, now: dt.datetime) -> str | None:
         if not self._is_new(item, seen):

@@ -77,15 +77,28 @@ class Parsed:
     mail: _Mail | None  # None when the headers could not be read at all
     error: str = ""
 
-    def classify(self, *, received: dt.datetime | None = None) -> Classification:
-        """What the message is. `received` (else its Date) anchors relative return dates ("back on Monday")."""
+    def classify(self, *, received: dt.datetime | None = None, return_date: bool = True) -> Classification:
+        """What the message is. `received` (else its Date) anchors relative return dates ("back on Monday").
+        Without `return_date`, an auto-reply's return date is left for `with_return_date` (reading it
+        costs milliseconds, worth it only for a notice about one of our threads)."""
         if self.mail is None:
             return Classification(Kind.REPLY, reason="unreadable message", evidence={"error": self.error})
         try:
-            return _classify(self.mail, received)
+            return _classify(self.mail, received, return_date)
         except Exception as exc:  # a message no rule can read may still be a person's answer: treat it as one
             log.warning("message could not be classified", exc_info=True)
             return Classification(Kind.REPLY, reason="unreadable message", evidence={"error": type(exc).__name__})
+
+
+    def with_return_date(self, found: Classification, *, received: dt.datetime | None = None) -> Classification:
+        """An auto-reply classified without its return date, with it."""
+        if found.kind is not Kind.AUTO_REPLY or found.until is not None or self.mail is None:
+            return found
+        try:
+            return _auto_reply(self.mail, _fresh_or_whole(self.mail), received, found.evidence, True)
+        except Exception:  # a notice whose date cannot be read is still a notice
+            log.warning("the return date could not be read", exc_info=True)
+            return found
 
 
 def read(raw: bytes) -> Parsed:
@@ -134,7 +147,12 @@ def _unreadable(raw: bytes) -> Inbound:
     return Inbound(None, None, (), "", (), "", None, hashlib.sha256(raw).hexdigest())
 
 
-def _classify(mail: _Mail, received: dt.datetime | None) -> Classification:
+def _fresh_or_whole(mail: _Mail) -> str:
+    text, _ = mime.text_body(mail.msg)
+    return reply.new_text(text) or text
+
+
+def _classify(mail: _Mail, received: dt.datetime | None, return_date: bool = True) -> Classification:
     text, source = mime.text_body(mail.msg)
     report = reports.detect(mail.msg, text)
     if report is not None:
@@ -149,7 +167,7 @@ def _classify(mail: _Mail, received: dt.datetime | None) -> Classification:
         return Classification(Kind.REPLY, reason=f"meeting {meeting}", new_text=fresh, meeting=meeting, evidence=evidence)
     automatic = auto.detect(mail.msg, mail.inbound.subject, fresh or text)
     if automatic is not None:
-        return _auto_reply(mail, fresh or text, received, automatic)
+        return _auto_reply(mail, fresh or text, received, automatic, return_date)
     phrase = reply.opt_out_phrase(fresh)
     if phrase is not None:
         return Classification(Kind.UNSUBSCRIBE, reason=f"asks to stop: {phrase!r}", new_text=fresh,
@@ -178,8 +196,8 @@ def _mailto_opt_out(mail: _Mail) -> dict[str, str] | None:
     return None
 
 
-def _auto_reply(mail: _Mail, text: str, received: dt.datetime | None, evidence: dict[str, str]) -> Classification:
+def _auto_reply(mail: _Mail, text: str, received: dt.datetime | None, evidence: dict[str, str], return_date: bool) -> Classification:
     base = received or mail.inbound.date
-    until = auto.return_date(f"{mail.inbound.subject}\n{text}", base) if base is not None else None
+    until = auto.return_date(f"{mail.inbound.subject}\n{text}", base) if base is not None and return_date else None
     reason = f"auto-reply, away until {until.isoformat()}" if until else "auto-reply"
     return Classification(Kind.AUTO_REPLY, reason=reason, until=until, evidence=evidence)

@@ -297,6 +297,19 @@ def test_a_return_date_in_another_language() -> None:
     assert classify(french, received=WEDNESDAY).until == dt.date(2024, 6, 14)
 
 
+def test_the_return_date_can_be_read_later_the_same_as_at_once() -> None:
+    from outreach.mail.inbound import read
+
+    parsed = read(raw("Thanks for your message. I'm travelling and back on Monday.", subject="Automatic reply: Our proposal"))
+    quick = parsed.classify(received=WEDNESDAY, return_date=False)
+    assert quick.kind is Kind.AUTO_REPLY and quick.until is None and quick.reason == "auto-reply"
+    later = parsed.with_return_date(quick, received=WEDNESDAY)
+    assert later == parsed.classify(received=WEDNESDAY) and later.until == dt.date(2024, 6, 10)
+    assert later.evidence == quick.evidence
+    a_reply = read(raw("Monday works for me.")).classify(received=WEDNESDAY, return_date=False)
+    assert read(raw("Monday works for me.")).with_return_date(a_reply, received=WEDNESDAY) is a_reply
+
+
 def test_out_of_office_wording_alone_is_enough() -> None:
     body = ("Thank you for your email. I am currently out of the office with limited access to email "
             "and will return on June 17.")
