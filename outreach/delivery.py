@@ -40,7 +40,7 @@ from outreach.mail.compose import Party, compose, reply_subject
 from outreach.mail.templates import Rendered
 from outreach.mail.transport import PermanentFailure, RecipientRefused, TemporaryFailure
 from outreach.sequences import engine as eng
-from outreach.service import App, record
+from outreach.service import App, record, suppress
 from outreach.tracking.unsubscribe import link
 
 log = logging.getLogger(__name__)
@@ -419,8 +419,8 @@ def _bounce(app: App, session: Session, message: Message, now: dt.datetime, exc:
     message.error = str(exc)
     app.feed(session, enrollment, eng.Bounced(at=now, hard=True))
     seq = app.definition(enrollment)
-    if seq.on_bounce == "suppress" and session.scalar(select(Suppression.id).where(Suppression.email == exc.recipient.lower())) is None:
-        session.add(Suppression(email=exc.recipient.lower(), reason="bounce", source=f"{exc.code} {exc.reply}", created_at=now))
+    if seq.on_bounce == "suppress":
+        suppress(session, exc.recipient.lower(), "bounce", f"{exc.code} {exc.reply}", now)
     _log_event(session, message, now, "bounce", f"hard bounce at SMTP time: {exc.code} {exc.reply}", code=exc.code)
     return Outcome.BOUNCED
 

@@ -33,7 +33,7 @@ from sqlalchemy import case, func, select, update
 from sqlalchemy.orm import Session, joinedload
 
 from outreach.config import MailboxConfig
-from outreach.db.models import Enrollment, FolderCursor, InboundMail, Lead, Mailbox, Message, Task, Thread
+from outreach.db.models import Enrollment, FolderCursor, InboundMail, Lead, Mailbox, Message, Task, Thread, email_domain
 from outreach.db.session import transaction
 from outreach.mail import inbound as inb
 from outreach.mail.compose import base_subject
@@ -42,7 +42,7 @@ from outreach.mail.reader import Fetched, FolderReader, FolderState
 from outreach.mail.transport import TemporaryFailure
 from outreach.sequences import engine as eng
 from outreach.scheduler import escalate_answer
-from outreach.service import ACTIVE_PHASES, App, record, suppress
+from outreach.service import App, record, running_enrollments, suppress
 
 log = logging.getLogger(__name__)
 
@@ -283,7 +283,7 @@ class MailboxPoller:
         """The rows of a chunk in one INSERT, then what each one does to its lead."""
         matched = [(item, examined) for item in items if (examined := self._examine(session, mailbox_pk, "INBOX", item, seen, now)) is not None]
         session.flush()
-        running = _running(session, {match.lead.id for _, (_, match, _) in matched})
+        running = running_enrollments(session, {match.lead.id for _, (_, match, _) in matched})
         for item, (row, match, found) in matched:
             act(self.app, session, row, found, match, item.received, running=running.get(match.lead.id, []))
         return [row.kind for _, (row, _, _) in matched]
@@ -319,7 +319,7 @@ class MailboxPoller:
         people = set().union(*(g.people for g in glances))
         ours = set(session.scalars(select(Message.message_id).where(Message.message_id.in_(refs)))) if refs else set()
         leads = set(session.scalars(select(Lead.email).where(Lead.email.in_(people)))) if people else set()
-        domains = {a.rpartition("@")[2] for a in people} - _FREE_MAIL
+        domains = {email_domain(a) for a in people} - _FREE_MAIL
         lead_domains = set(session.scalars(select(Lead.domain).where(Lead.domain.in_(domains)).distinct())) if domains else set()
         return [g.uid for g in glances if g.refs & ours or g.people & leads or g.domains & lead_domains or (inbox and g.automatic)]
 
@@ -533,7 +533,7 @@ class _Glance:
 
     @property
     def domains(self) -> set[str]:
-        return {a.rpartition("@")[2] for a in self.people}
+        return {email_domain(a) for a in self.people}
 
 
 _HEADERS = BytesHeaderParser()
@@ -602,15 +602,6 @@ def _latest(seen: _Seen, ids: Iterable[str]) -> Message | None:
     return max(found, key=_recency) if found else None
 
 
-def _running(session: Session, lead_ids: set[int]) -> dict[int, list[Enrollment]]:
-    """The leads' running enrollments, in one query."""
-    running: dict[int, list[Enrollment]] = {lead_id: [] for lead_id in lead_ids}
-    if lead_ids:
-        for enrollment in session.scalars(select(Enrollment).where(Enrollment.lead_id.in_(lead_ids), Enrollment.phase.in_(ACTIVE_PHASES)).order_by(Enrollment.id)):
-            running[enrollment.lead_id].append(enrollment)
-    return running
-
-
 def _last_sent_to(session: Session, address: str) -> Message | None:
     return session.scalars(select(Message).where(Message.recipient == address, Message.direction == "out", Message.status.in_(("sent", "sending"))).order_by(Message.id.desc()).limit(1)).first()
 
@@ -639,7 +630,7 @@ def _by_sender_and_subject(session: Session, message: inb.Inbound) -> Match | No
     candidates: list[tuple[Lead, str]] = []
     if lead is not None:
         candidates.append((lead, "lead-subject"))
-    domain = sender.rpartition("@")[2]
+    domain = email_domain(sender)
     if domain and domain not in _FREE_MAIL:
         candidates.extend((other, "domain-subject") for other in session.scalars(select(Lead).where(Lead.domain == domain, Lead.email != sender).order_by(Lead.id)))
     for candidate, how in candidates:

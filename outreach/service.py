@@ -283,9 +283,8 @@ class App:
         `running`: the lead's running enrollments, when the caller has read them already (with others')."""
         phases = (eng.Phase.ACTIVE.value, eng.Phase.WAITING.value) if active_only else ACTIVE_PHASES
         if running is None:
-            enrollments = list(session.scalars(select(Enrollment).where(Enrollment.lead_id == lead.id, Enrollment.phase.in_(phases)).order_by(Enrollment.id)))
-        else:
-            enrollments = [e for e in running if e.phase in phases]
+            running = running_enrollments(session, {lead.id})[lead.id]
+        enrollments = [e for e in running if e.phase in phases]
         for enrollment in enrollments:
             self.feed(session, enrollment, event)
         return enrollments
@@ -567,6 +566,15 @@ def save_state(enrollment: Enrollment, state: eng.State, next_action_at: dt.date
     if state.phase in eng.TERMINAL and enrollment.ended_at is None:
         enrollment.ended_at = at
     enrollment.lead.status = state.crm_status.value
+
+
+def running_enrollments(session: Session, lead_ids: set[int]) -> dict[int, list[Enrollment]]:
+    """The leads' running enrollments, oldest first, in one query."""
+    running: dict[int, list[Enrollment]] = {lead_id: [] for lead_id in lead_ids}
+    if lead_ids:
+        for enrollment in session.scalars(select(Enrollment).where(Enrollment.lead_id.in_(lead_ids), Enrollment.phase.in_(ACTIVE_PHASES)).order_by(Enrollment.id)):
+            running[enrollment.lead_id].append(enrollment)
+    return running
 
 
 def suppress(session: Session, email: str, reason: str, source: str, at: dt.datetime) -> bool:

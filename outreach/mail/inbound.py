@@ -89,7 +89,6 @@ class Parsed:
             log.warning("message could not be classified", exc_info=True)
             return Classification(Kind.REPLY, reason="unreadable message", evidence={"error": type(exc).__name__})
 
-
     def with_return_date(self, found: Classification, *, received: dt.datetime | None = None) -> Classification:
         """An auto-reply classified without its return date, with it."""
         if found.kind is not Kind.AUTO_REPLY or found.until is not None or self.mail is None:
