@@ -33,7 +33,8 @@ from sqlalchemy import case, func, select, update
 from sqlalchemy.orm import Session, joinedload
 
 from outreach.config import MailboxConfig
-from outreach.db.models import Enrollment, FolderCursor, InboundMail, Lead, Mailbox, Message, Task, Thread, email_domain
+from outreach.db.ids import assign_ids
+from outreach.db.models import Enrollment, FolderCursor, InboundMail, Lead, Mailbox, Message, Suppression, Task, Thread, email_domain
 from outreach.db.session import transaction
 from outreach.mail import inbound as inb
 from outreach.mail.compose import base_subject
@@ -280,12 +281,15 @@ class MailboxPoller:
         return result
 
     def _record_inbox(self, session: Session, mailbox_pk: int, items: list[_Item], seen: _Seen, now: dt.datetime) -> list[str | None]:
-        """The rows of a chunk in one INSERT, then what each one does to its lead."""
+        """The rows of a chunk in one INSERT, then what each one does to its lead, from what the chunk
+        reads for all of them at once; what that writes goes out in one flush at the end."""
         matched = [(item, examined) for item in items if (examined := self._examine(session, mailbox_pk, "INBOX", item, seen, now)) is not None]
+        assign_ids(session, (row for _, (row, _, _) in matched))
         session.flush()
-        running = running_enrollments(session, {match.lead.id for _, (_, match, _) in matched})
+        known = _known(session, [(row, match) for _, (row, match, _) in matched])
         for item, (row, match, found) in matched:
-            act(self.app, session, row, found, match, item.received, running=running.get(match.lead.id, []))
+            act(self.app, session, row, found, match, item.received, known=known)
+        assign_ids(session, session.new)  # the events, tasks and suppressions: one executemany each
         return [row.kind for _, (row, _, _) in matched]
 
     def _move_cursor(self, mailbox_pk: int, folder: str, uidvalidity: int, last_uid: int) -> None:
@@ -453,10 +457,33 @@ class MailboxPoller:
 # -- acting ----------------------------------------------------------------------------------------
 
 
-def act(app: App, session: Session, row: InboundMail, found: inb.Classification, match: Match, received: dt.datetime, *, running: list[Enrollment] | None = None) -> None:
-    """What a classified, matched message does to the lead's enrollments and record. `running`: the
-    lead's running enrollments, when read already (a chunk reads them for all its leads at once)."""
+@dataclass
+class Known:
+    """What a chunk reads for all its messages at once, so that acting on one asks nothing more."""
+
+    running: dict[int, list[Enrollment]]  # lead id -> its running enrollments
+    bounces: dict[int, list[tuple[int, bool]]]  # lead id -> (inbound id, hard) of its bounces, this chunk's too
+    suppressed: set[str]  # of the leads' addresses, those never to be mailed again (grows as the chunk is acted on)
+
+
+def _known(session: Session, rows: list[tuple[InboundMail, Match]]) -> Known:
+    """In three queries, after the chunk's rows are flushed: the leads' running enrollments, their bounces and suppressions."""
+    leads = {match.lead.id: match.lead for _, match in rows}
+    bouncing = {match.lead.id for row, match in rows if row.kind == "bounce"}
+    bounces: dict[int, list[tuple[int, bool]]] = {lead_id: [] for lead_id in bouncing}
+    if bouncing:
+        for key, lead_id, evidence in session.execute(select(InboundMail.id, InboundMail.lead_id, InboundMail.evidence).where(InboundMail.lead_id.in_(bouncing), InboundMail.kind == "bounce")):
+            bounces[lead_id].append((key, bool((evidence or {}).get("hard"))))
+    emails = {lead.email for lead in leads.values()}
+    suppressed = set(session.scalars(select(Suppression.email).where(Suppression.email.in_(emails)))) if emails else set()
+    return Known(running_enrollments(session, set(leads)), bounces, suppressed)
+
+
+def act(app: App, session: Session, row: InboundMail, found: inb.Classification, match: Match, received: dt.datetime, *, known: Known | None = None) -> None:
+    """What a classified, matched message does to the lead's enrollments and record. `known`: what
+    the message's chunk read for all its leads at once; without it, each is read here."""
     lead = match.lead
+    running = known.running.get(lead.id, []) if known is not None else None
     kind = found.kind
     summary = _summary(found, row)
     data: dict[str, Any] = {"inbound": row.id, "matched_by": match.how, "message_id": row.message_id, "evidence": row.evidence}
@@ -477,31 +504,34 @@ def act(app: App, session: Session, row: InboundMail, found: inb.Classification,
         app.feed_lead(session, lead, eng.AutoReplied(at=received, until=until), active_only=True, running=running)
         record(session, match.enrollment, received, "auto-reply", summary + (f"; back {found.until:%Y-%m-%d}" if found.until else ""), channel="email", lead_id=lead.id, until=found.until.isoformat() if found.until else None, **data)
     elif kind is inb.Kind.BOUNCE:
-        hard = bool(found.hard) or _soft_bounces_before(session, lead, row) + 1 >= SOFT_BOUNCE_LIMIT
+        hard = bool(found.hard) or _soft_bounces_before(session, lead, row, known) + 1 >= SOFT_BOUNCE_LIMIT
         record(session, match.enrollment, received, "bounce", summary + ("" if found.hard or not hard else f"; {SOFT_BOUNCE_LIMIT} soft bounces count as hard"), channel="email", lead_id=lead.id, hard=hard, status=found.status, **data)
         if hard:
             app.feed_lead(session, lead, eng.Bounced(at=received, hard=True), running=running)
-            _suppress(app, session, lead.email, "bounce", f"{found.status or ''} {found.reason}".strip(), received, match)
+            _suppress(app, session, lead.email, "bounce", f"{found.status or ''} {found.reason}".strip(), received, match, known=known)
     elif kind in (inb.Kind.UNSUBSCRIBE, inb.Kind.COMPLAINT):
         app.feed_lead(session, lead, eng.Unsubscribed(at=received), running=running)
-        _suppress(app, session, lead.email, "unsubscribe" if kind is inb.Kind.UNSUBSCRIBE else "complaint", found.reason, received, match, always=kind is inb.Kind.COMPLAINT)
+        _suppress(app, session, lead.email, "unsubscribe" if kind is inb.Kind.UNSUBSCRIBE else "complaint", found.reason, received, match, always=kind is inb.Kind.COMPLAINT, known=known)
         record(session, match.enrollment, received, "unsubscribe" if kind is inb.Kind.UNSUBSCRIBE else "complaint", summary, channel="email", lead_id=lead.id, **data)
     else:
         record(session, match.enrollment, received, "delivery-notice", summary, channel="email", lead_id=lead.id, **data)
 
 
-def _soft_bounces_before(session: Session, lead: Lead, row: InboundMail) -> int:
+def _soft_bounces_before(session: Session, lead: Lead, row: InboundMail, known: Known | None) -> int:
+    """The lead's soft bounces recorded before this one."""
+    if known is not None:
+        return sum(1 for key, hard in known.bounces.get(lead.id, []) if key < row.id and not hard)
     earlier = session.scalars(select(InboundMail.evidence).where(InboundMail.lead_id == lead.id, InboundMail.kind == "bounce", InboundMail.id < row.id))
     return sum(1 for evidence in earlier if not evidence.get("hard"))
 
 
-def _suppress(app: App, session: Session, email: str, reason: str, source: str, at: dt.datetime, match: Match, *, always: bool = False) -> None:
+def _suppress(app: App, session: Session, email: str, reason: str, source: str, at: dt.datetime, match: Match, *, always: bool = False, known: Known | None = None) -> None:
     """As the sequence says (on_bounce / on_unsubscribe); a complaint always."""
     if not always and match.enrollment is not None:
         seq = app.definition(match.enrollment)
         if (seq.on_bounce if reason == "bounce" else seq.on_unsubscribe) != "suppress":
             return
-    suppress(session, email, reason, source, at)
+    suppress(session, email, reason, source, at, known=known.suppressed if known is not None else None)
 
 
 def _ask_owner_to_answer(app: App, session: Session, lead: Lead, match: Match, row: InboundMail, at: dt.datetime) -> None:

@@ -577,13 +577,19 @@ def running_enrollments(session: Session, lead_ids: set[int]) -> dict[int, list[
     return running
 
 
-def suppress(session: Session, email: str, reason: str, source: str, at: dt.datetime) -> bool:
-    """Never mail this address again; False when it already was."""
-    if any(isinstance(obj, Suppression) and obj.email == email for obj in session.new):
-        return False  # earlier in this transaction: not flushed for one check (a chunk of bounces would flush once each)
-    with session.no_autoflush:
-        if session.scalar(select(Suppression.id).where(Suppression.email == email)) is not None:
+def suppress(session: Session, email: str, reason: str, source: str, at: dt.datetime, *, known: set[str] | None = None) -> bool:
+    """Never mail this address again; False when it already was. `known`: the addresses suppressed
+    already, when the caller has read them (it is told of this one too)."""
+    if known is not None:
+        if email in known:
             return False
+        known.add(email)
+    elif any(isinstance(obj, Suppression) and obj.email == email for obj in session.new):
+        return False  # earlier in this transaction: not flushed for one check (a chunk of bounces would flush once each)
+    else:
+        with session.no_autoflush:
+            if session.scalar(select(Suppression.id).where(Suppression.email == email)) is not None:
+                return False
     session.add(Suppression(email=email, reason=reason, source=source[:2000], created_at=at))
     return True
 
