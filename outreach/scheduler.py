@@ -12,12 +12,13 @@ import datetime as dt
 import logging
 import random
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from outreach.db.models import Enrollment, InboundMail, Mailbox, Message, Person, Task, Thread
-from outreach.db.session import transaction
+from outreach.db.session import assign_ids, insert_rows, transaction
 from outreach.mail.compose import make_message_id
 from outreach.sequences import engine as eng
 from outreach.sequences.delays import Delay
@@ -44,8 +45,10 @@ class _Batch:
     """What one tick knows about its enrollments, loaded in a few queries rather than per row."""
 
     planned: set[tuple[int, str]]  # (enrollment id, step key) that already have a message
-    threads: dict[tuple[int, int], Thread]
-    messages: list[Message] = field(default_factory=list)
+    threads: dict[tuple[int, int], Thread | dict[str, Any]]  # a row read, or a new one (written with `rows`)
+    messages: list[Message] = field(default_factory=list)  # outbox rows made as ORM objects (escalation)
+    new_threads: list[dict[str, Any]] = field(default_factory=list)
+    rows: list[dict[str, Any]] = field(default_factory=list)  # the steps' outbox rows, written in one executemany
 
 
 def due_query(now: dt.datetime, batch: int, postgres: bool):  # type: ignore[no-untyped-def]
@@ -79,8 +82,11 @@ def tick(app: App, *, now: dt.datetime | None = None, batch: int = 500) -> TickR
                 seq = app.definition(enrollment)
                 _advance(app, session, enrollment, seq, now, result, work)
                 result.enrollments += 1
+        assign_ids(session)
         session.flush()
+        _write_outbox(session, work)
         result.messages.extend(m.id for m in work.messages if m.status == "planned")
+        result.messages.extend(row["id"] for row in work.rows if row["status"] == "planned")
     if result.enrollments:
         log.info("tick: %d enrollment(s), %d message(s) planned, %d task(s)", result.enrollments, len(result.messages), result.tasks)
     return result
@@ -110,32 +116,20 @@ def _carry_out(app: App, session: Session, enrollment: Enrollment, seq: Sequence
         message_id = make_message_id(mailbox.address.rpartition("@")[2] if mailbox else "localhost")
         thread = work.threads.get((enrollment.id, action.thread))
         if thread is None:
-            thread = Thread(enrollment_id=enrollment.id, number=action.thread, subject="", root_message_id=message_id)
-            session.add(thread)
+            thread = {"enrollment_id": enrollment.id, "number": action.thread, "subject": "", "root_message_id": message_id}
+            work.new_threads.append(thread)
             work.threads[(enrollment.id, action.thread)] = thread
-        message = Message(
-            direction="out",
-            enrollment_id=enrollment.id,
-            lead_id=enrollment.lead_id,
-            thread=thread,
-            mailbox_id=mailbox.id if mailbox else None,
-            step_key=action.step_key,
-            template=action.template,
-            message_id=message_id,
-            status="planned" if mailbox else "failed",
-            subject=action.subject or "",
-            sender=mailbox.address if mailbox else "",
-            recipient=enrollment.lead.email,
-            planned_at=at,
-            not_before=at,
-            attempts=0,
-            error=None if mailbox else "no mailbox to send from: give the lead an owner with a mailbox, or name one in the sequence",
-            created_at=at,
-        )
-        session.add(message)
-        work.messages.append(message)
+        error = None if mailbox else "no mailbox to send from: give the lead an owner with a mailbox, or name one in the sequence"
+        work.rows.append({
+            "direction": "out", "kind": "sequence", "body": None, "enrollment_id": enrollment.id, "lead_id": enrollment.lead_id,
+            "thread": thread, "mailbox_id": mailbox.id if mailbox else None, "step_key": action.step_key, "template": action.template,
+            "message_id": message_id, "in_reply_to": None, "references": None, "status": "planned" if mailbox else "failed",
+            "subject": action.subject or "", "sender": mailbox.address if mailbox else "", "recipient": enrollment.lead.email,
+            "planned_at": at, "not_before": at, "enqueued_at": None, "attempts": 0, "sent_at": None, "saved_to_sent": False,
+            "error": error, "created_at": at,
+        })
         if not mailbox:
-            _event(session, enrollment, at, "send-failed", f"{action.step_key}: {message.error}", channel="email")
+            _event(session, enrollment, at, "send-failed", f"{action.step_key}: {error}", channel="email")
     elif isinstance(action, eng.CreateTask):
         context = app.context(session, seq, enrollment.lead, mailbox, action.step_id)
         where = app.sequences_location(seq.name)
@@ -157,6 +151,16 @@ def _carry_out(app: App, session: Session, enrollment: Enrollment, seq: Sequence
         _event(session, enrollment, at, "completed", f"{seq.name} finished")
     elif isinstance(action, eng.Resume):
         _event(session, enrollment, at, "resumed", "the pause ended")
+
+
+def _write_outbox(session: Session, work: _Batch) -> None:
+    """The new threads, then the outbox rows that point to them (after the flush of the ORM objects,
+    so a thread made by an escalation has its key too)."""
+    insert_rows(session, Thread.__table__, work.new_threads)
+    for row in work.rows:
+        thread = row.pop("thread")
+        row["thread_id"] = thread["id"] if isinstance(thread, dict) else thread.id
+    insert_rows(session, Message.__table__, work.rows)
 
 
 def _escalate(app: App, session: Session, enrollment: Enrollment, seq: Sequence, mailbox: Mailbox | None, action: eng.Escalate, work: _Batch) -> None:
