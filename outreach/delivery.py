@@ -29,12 +29,14 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from email.message import Message as Email
 
-from sqlalchemy import select
+from typing import Any
+
+from sqlalchemy import Row, bindparam, insert, select, update
 from sqlalchemy.orm import Session, joinedload
 
 from outreach.context import person_context
-from outreach.db.models import Enrollment, Lead, Mailbox, Message, Person, Suppression
-from outreach.db.session import transaction
+from outreach.db.models import Enrollment, Event, Lead, Mailbox, Message, Person, Suppression
+from outreach.db.session import assign_ids, transaction
 from outreach.errors import InputError, OutreachError
 from outreach.mail.compose import Party, compose, reply_subject
 from outreach.mail.templates import Rendered
@@ -104,17 +106,28 @@ def deliver_many(app: App, message_pks: Sequence[int], *, now: dt.datetime | Non
     now = now or app.clock.now()
     outcomes: dict[int, Outcome] = {}
     ready: list[_Work] = []
-    for work in _read(app, message_pks, now, outcomes):
-        checked = _check_mailbox(app, work, now)
-        if checked is None:
-            ready.append(work)
-        else:
-            outcomes[work.pk] = checked
-    claimed = _claim(app, ready, now, outcomes)
+    with transaction(app.sessions) as session:
+        messages, works = _read(app, session, message_pks, now, outcomes)
+        # what needs no look into the mailbox is claimed at once, on the rows just read and locked
+        claimed = _claim_locked(app, session, [w for w in works if not _needs_mailbox(app, w)], messages, now, outcomes)
+    for work in works:
+        if _needs_mailbox(app, work):
+            checked = _check_mailbox(app, work, now)
+            if checked is None:
+                ready.append(work)
+            else:
+                outcomes[work.pk] = checked
+    claimed += _claim(app, ready, now, outcomes)
+    claimed.sort(key=lambda w: w.pk)
     results = [_send(app, work, now) for work in claimed]
     outcomes.update(_record(app, results, now))
     _copy_to_sent(app, [r for r in results if outcomes[r.work.pk] is Outcome.SENT], now)
     return outcomes
+
+
+def _needs_mailbox(app: App, work: _Work) -> bool:
+    """Whether steps 2 and 3 have something to ask the mailbox (or nothing can be sent), before the claim."""
+    return work.status == "sending" or work.rendered is None or (work.is_follow_up and app.store(work.mailbox) is not None)
 
 
 def _check_mailbox(app: App, work: _Work, now: dt.datetime) -> Outcome | None:
@@ -173,28 +186,30 @@ def _one(app: App, pk: int, change: Callable[[Session, Message], Outcome | None]
         return change(session, message)
 
 
-def _read(app: App, pks: Sequence[int], now: dt.datetime, outcomes: dict[int, Outcome]) -> list[_Work]:
-    """Everything sending needs, read without locks: the threads so far, and the rendered emails."""
+def _read(app: App, session: Session, pks: Sequence[int], now: dt.datetime, outcomes: dict[int, Outcome]) -> tuple[dict[int, Message], list[_Work]]:
+    """Everything sending needs, read with the rows locked (PostgreSQL): the threads so far, and the
+    rendered emails. A message that cannot be rendered fails, one whose thread is not started yet
+    waits, in this transaction."""
     works: list[_Work] = []
-    with app.sessions() as session:
-        messages = session.scalars(
-            select(Message).where(Message.id.in_(pks)).order_by(Message.id).options(joinedload(Message.enrollment), joinedload(Message.thread), joinedload(Message.mailbox))
-        ).unique()
-        found = {m.id: m for m in messages}
-        for pk in pks:
-            if pk not in found or found[pk].status in DONE:
-                outcomes[pk] = Outcome.DONE
-        live = [m for m in found.values() if m.status not in DONE]
-        sent_in_thread: dict[int, list[tuple[int, str]]] = {}
-        thread_pks = {m.thread_id for m in live if m.thread_id is not None}
-        if thread_pks:
-            rows = session.execute(
-                select(Message.thread_id, Message.id, Message.message_id)
-                .where(Message.thread_id.in_(thread_pks), Message.status == "sent")
-                .order_by(Message.sent_at, Message.id)
-            )
-            for thread_pk, pk, message_id in rows:
-                sent_in_thread.setdefault(thread_pk, []).append((pk, message_id))
+    query = select(Message).where(Message.id.in_(pks)).order_by(Message.id).options(joinedload(Message.enrollment), joinedload(Message.thread), joinedload(Message.mailbox))
+    if _postgres(session):
+        query = query.with_for_update(of=Message)  # in id order, so two workers never deadlock
+    found = {m.id: m for m in session.scalars(query).unique()}
+    for pk in pks:
+        if pk not in found or found[pk].status in DONE:
+            outcomes[pk] = Outcome.DONE
+    live = [m for m in found.values() if m.status not in DONE]
+    sent_in_thread: dict[int, list[tuple[int, str]]] = {}
+    thread_pks = {m.thread_id for m in live if m.thread_id is not None}
+    if thread_pks:
+        rows = session.execute(
+            select(Message.thread_id, Message.id, Message.message_id)
+            .where(Message.thread_id.in_(thread_pks), Message.status == "sent")
+            .order_by(Message.sent_at, Message.id)
+        )
+        for thread_pk, pk, message_id in rows:
+            sent_in_thread.setdefault(thread_pk, []).append((pk, message_id))
+    with session.no_autoflush:
         for message in live:
             if message.status == "sending" and message.not_before and message.not_before > now:
                 outcomes[message.id] = Outcome.DEFERRED  # another worker holds the lease
@@ -205,7 +220,7 @@ def _read(app: App, pks: Sequence[int], now: dt.datetime, outcomes: dict[int, Ou
                 outcomes[message.id] = work
             else:
                 works.append(work)
-    return works
+    return found, works
 
 
 def _work(app: App, session: Session, message: Message, thread_ids: tuple[str, ...], now: dt.datetime) -> _Work | Outcome:
@@ -215,7 +230,7 @@ def _work(app: App, session: Session, message: Message, thread_ids: tuple[str, .
     if enrollment is None or mailbox is None:
         return _Work(message.id, message.message_id or "", message.sender, message.recipient, lead_email, message.status, thread_ids, message.subject, None, sender)
     if thread_ids and (thread is None or not thread.subject):
-        return _defer(app, message.id, now + dt.timedelta(minutes=1))  # the thread's first email is not out yet
+        return _defer(message, now + dt.timedelta(minutes=1))  # the thread's first email is not out yet
     if message.kind == "notify":  # to the team, written when it was planned: no template, no unsubscribe link
         return _Work(message.id, message.message_id or "", message.sender, message.recipient, lead_email, message.status, (), message.subject, Rendered(message.subject, message.body or "", None), sender, None, "notify")
     seq = app.definition(enrollment)
@@ -226,8 +241,7 @@ def _work(app: App, session: Session, message: Message, thread_ids: tuple[str, .
     try:
         rendered = app.templates.render(message.template or "", context)
     except InputError as exc:
-        reason = f"rendering failed: {exc}"
-        return _one(app, message.id, lambda s, m: _set_failed(s, m, now, reason))
+        return _set_failed(session, message, now, f"rendering failed: {exc}")
     if thread_ids:
         subject = message.subject or reply_subject(thread.subject if thread else rendered.subject)
     else:
@@ -236,12 +250,10 @@ def _work(app: App, session: Session, message: Message, thread_ids: tuple[str, .
     return _Work(message.id, message.message_id or "", message.sender, message.recipient, lead_email, message.status, thread_ids, subject, rendered, sender, unsubscribe, message.kind)
 
 
-def _defer(app: App, pk: int, until: dt.datetime) -> Outcome:
-    with transaction(app.sessions) as session:
-        message = session.get(Message, pk)
-        if message is not None and message.status == "planned":
-            message.not_before = until
-            message.enqueued_at = None
+def _defer(message: Message, until: dt.datetime) -> Outcome:
+    if message.status == "planned":
+        message.not_before = until
+        message.enqueued_at = None
     return Outcome.DEFERRED
 
 
@@ -265,22 +277,31 @@ def _claim(app: App, works: list[_Work], now: dt.datetime, outcomes: dict[int, O
     """Check the limits and take the messages that fit (status `sending`, with a lease), in one short transaction."""
     if not works:
         return []
-    claimed: list[_Work] = []
     with transaction(app.sessions) as session:
-        messages = _locked(session, (w.pk for w in works))
-        suppressed = set(session.scalars(select(Suppression.email).where(Suppression.email.in_({w.recipient for w in works}))))
-        query = select(Mailbox).where(Mailbox.address.in_({w.mailbox for w in works})).order_by(Mailbox.id)
-        mailboxes = {m.address: m for m in session.scalars(query.with_for_update() if _postgres(session) else query)}
-        for work in works:
-            message = messages.get(work.pk)
-            if message is None or message.status in DONE:
-                outcomes[work.pk] = Outcome.DONE
-                continue
-            outcome = _claim_one(app, session, message, mailboxes.get(message.sender), message.recipient in suppressed, work, now)
-            if outcome is None:
-                claimed.append(work)
-            else:
-                outcomes[work.pk] = outcome
+        return _claim_locked(app, session, works, _locked(session, (w.pk for w in works)), now, outcomes)
+
+
+def _claim_locked(app: App, session: Session, works: list[_Work], messages: dict[int, Message], now: dt.datetime, outcomes: dict[int, Outcome]) -> list[_Work]:
+    """The claim, on message rows this transaction has locked: the mailboxes are locked last, so
+    their rows (which every worker sending from them needs) are held only until the commit."""
+    if not works:
+        return []
+    claimed: list[_Work] = []
+    suppressed = set(session.scalars(select(Suppression.email).where(Suppression.email.in_({w.recipient for w in works}))))
+    query = select(Mailbox).where(Mailbox.address.in_({w.mailbox for w in works})).order_by(Mailbox.id)
+    if _postgres(session):  # read again under the lock: the rows read with the messages may be stale by now
+        query = query.with_for_update().execution_options(populate_existing=True)
+    mailboxes = {m.address: m for m in session.scalars(query)}
+    for work in works:
+        message = messages.get(work.pk)
+        if message is None or message.status in DONE:
+            outcomes[work.pk] = Outcome.DONE
+            continue
+        outcome = _claim_one(app, session, message, mailboxes.get(message.sender), message.recipient in suppressed, work, now)
+        if outcome is None:
+            claimed.append(work)
+        else:
+            outcomes[work.pk] = outcome
     return claimed
 
 
@@ -331,21 +352,74 @@ def _record(app: App, results: list[_Result], now: dt.datetime) -> dict[int, Out
     if not results:
         return {}
     outcomes: dict[int, Outcome] = {}
+    sent = [r for r in results if r.failure is None and r.work.kind != "draft"]
+    rest = [r for r in results if r.failure is not None or r.work.kind == "draft"]
     with transaction(app.sessions) as session:
-        messages = _locked(session, (r.work.pk for r in results))
-        for result in results:
-            message = messages[result.work.pk]
-            failure = result.failure
-            if failure is None:
-                message.subject = result.work.subject
-                outcomes[message.id] = _set_drafted(session, message, now) if result.work.kind == "draft" else _set_sent(session, message, now)
-            elif isinstance(failure, TemporaryFailure):
-                outcomes[message.id] = _retry(app, session, message, now, str(failure))
-            elif isinstance(failure, RecipientRefused):
-                outcomes[message.id] = _bounce(app, session, message, now, failure)
-            else:
-                outcomes[message.id] = _set_failed(session, message, now, str(failure))
+        rows = _sent_rows(session, [r.work.pk for r in results])  # locks the whole batch, in id order
+        if sent:
+            outcomes.update(_record_sent(session, sent, rows, now))
+        if rest:
+            messages = _locked(session, (r.work.pk for r in rest))
+            for result in rest:
+                message = messages[result.work.pk]
+                failure = result.failure
+                if failure is None:
+                    message.subject = result.work.subject
+                    outcomes[message.id] = _set_drafted(session, message, now)
+                elif isinstance(failure, TemporaryFailure):
+                    outcomes[message.id] = _retry(app, session, message, now, str(failure))
+                elif isinstance(failure, RecipientRefused):
+                    outcomes[message.id] = _bounce(app, session, message, now, failure)
+                else:
+                    outcomes[message.id] = _set_failed(session, message, now, str(failure))
+            assign_ids(session)
     return outcomes
+
+
+_SENT = (
+    select(Message.id, Message.kind, Message.lead_id, Message.enrollment_id, Message.step_key, Message.recipient, Message.sent_at, Enrollment.lead_id, Enrollment.next_action_at, Lead.status)
+    .outerjoin(Enrollment, Message.enrollment_id == Enrollment.id)
+    .outerjoin(Lead, Enrollment.lead_id == Lead.id)
+    .order_by(Message.id)
+)
+_MESSAGE = Message.__table__
+_MARK_SENT = (
+    update(_MESSAGE)
+    .where(_MESSAGE.c.id == bindparam("pk"))
+    .values(status="sent", error=None, sent_at=bindparam("sent"), not_before=None, subject=bindparam("subj"))
+)
+
+
+def _sent_rows(session: Session, pks: list[int]) -> dict[int, Row[Any]]:
+    query = _SENT.where(Message.id.in_(pks))
+    return {row[0]: row for row in session.execute(query.with_for_update(of=Message) if _postgres(session) else query)}
+
+
+def _record_sent(session: Session, results: list[_Result], rows: dict[int, Row[Any]], now: dt.datetime) -> dict[int, Outcome]:
+    """What `_set_sent` does, for a batch of messages SMTP accepted: one UPDATE executemany for the
+    messages, one INSERT executemany for their lines on the record (the lines `record` writes)."""
+    updates: list[dict[str, Any]] = []
+    events: list[dict[str, Any]] = []
+    for result in results:
+        pk, kind, lead_id, enrollment_id, step_key, recipient, sent_at, enrollment_lead_id, next_action_at, lead_status = rows[result.work.pk]
+        subject = result.work.subject
+        updates.append({"pk": pk, "sent": sent_at or now, "subj": subject})
+        enrolled = enrollment_id is not None
+        events.append({
+            "lead_id": lead_id if lead_id is not None else (enrollment_lead_id if enrolled else None),
+            "enrollment_id": enrollment_id,
+            "at": now,
+            "kind": "notice-sent" if kind == "notify" else "email-sent",
+            "channel": "email",
+            "key_points": f"to {recipient}: {subject}" if kind == "notify" else subject,
+            "status": lead_status if enrolled else "",
+            "next_follow_up_at": next_action_at if enrolled else None,
+            "data": {"message": pk, "step": step_key, "recovered": False},
+        })
+        log.info("message %d sent", pk)
+    session.execute(_MARK_SENT, updates)
+    session.execute(insert(Event.__table__), events)
+    return {u["pk"]: Outcome.SENT for u in updates}
 
 
 def _set_cancelled(session: Session, message: Message, now: dt.datetime, reason: str) -> Outcome:
