@@ -25,15 +25,14 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
-from email.parser import BytesHeaderParser
 from email.utils import getaddresses
 from typing import Any
 
 from sqlalchemy import case, func, select, update
-from sqlalchemy.orm import Session, joinedload
+from sqlalchemy.orm import Session, selectinload
 
 from outreach.config import MailboxConfig
-from outreach.db.ids import assign_ids
+from outreach.db.batch import among, assign_ids
 from outreach.db.models import Enrollment, FolderCursor, InboundMail, Lead, Mailbox, Message, Suppression, Task, Thread, email_domain
 from outreach.db.session import transaction
 from outreach.mail import inbound as inb
@@ -47,7 +46,7 @@ from outreach.service import App, record, running_enrollments, suppress
 
 log = logging.getLogger(__name__)
 
-CHUNK = 500  # messages per FETCH of headers and per transaction
+CHUNK = 2000  # messages per FETCH of headers and per transaction
 BODY_LIMIT = 1024 * 1024  # bytes of a message read: every text part and report, not a large attachment
 BODY_BUDGET = 64 * BODY_LIMIT  # bytes of bodies held at once: a chunk with more is recorded in parts
 IDLE_TURN = 5.0  # seconds per IDLE turn
@@ -321,10 +320,10 @@ class MailboxPoller:
         glances = [_glance(item, inbox=inbox) for item in fetched]
         refs = set().union(*(g.refs for g in glances))
         people = set().union(*(g.people for g in glances))
-        ours = set(session.scalars(select(Message.message_id).where(Message.message_id.in_(refs)))) if refs else set()
-        leads = set(session.scalars(select(Lead.email).where(Lead.email.in_(people)))) if people else set()
+        ours = set(session.scalars(select(Message.message_id).where(among(session, Message.message_id, refs)))) if refs else set()
+        leads = set(session.scalars(select(Lead.email).where(among(session, Lead.email, people)))) if people else set()
         domains = {email_domain(a) for a in people} - _FREE_MAIL
-        lead_domains = set(session.scalars(select(Lead.domain).where(Lead.domain.in_(domains)).distinct())) if domains else set()
+        lead_domains = set(session.scalars(select(Lead.domain).where(among(session, Lead.domain, domains)).distinct())) if domains else set()
         return [g.uid for g in glances if g.refs & ours or g.people & leads or g.domains & lead_domains or (inbox and g.automatic)]
 
     # -- one message ---------------------------------------------------------------------------
@@ -475,7 +474,7 @@ def _known(session: Session, rows: list[tuple[InboundMail, Match]]) -> Known:
         for key, lead_id, evidence in session.execute(select(InboundMail.id, InboundMail.lead_id, InboundMail.evidence).where(InboundMail.lead_id.in_(bouncing), InboundMail.kind == "bounce")):
             bounces[lead_id].append((key, bool((evidence or {}).get("hard"))))
     emails = {lead.email for lead in leads.values()}
-    suppressed = set(session.scalars(select(Suppression.email).where(Suppression.email.in_(emails)))) if emails else set()
+    suppressed = set(session.scalars(select(Suppression.email).where(among(session, Suppression.email, emails)))) if emails else set()
     return Known(running_enrollments(session, set(leads)), bounces, suppressed)
 
 
@@ -566,16 +565,28 @@ class _Glance:
         return {email_domain(a) for a in self.people}
 
 
-_HEADERS = BytesHeaderParser()
+_FOLD = re.compile(rb"\r?\n[ \t]")
+
+
+def _fields(header: bytes) -> list[tuple[str, str]]:
+    """A header block as (lower-cased name, value) pairs, in order, folded lines joined: the few
+    fields the triage looks at, read without building a message (the body, if fetched, is parsed properly)."""
+    fields = []
+    for line in _FOLD.sub(b" ", header).decode("ascii", "replace").split("\n"):
+        name, colon, value = line.partition(":")
+        name = name.rstrip()
+        if colon and name and " " not in name and "\t" not in name:  # not a field: an mbox "From " line, a stray line
+            fields.append((name.lower(), value.strip()))
+    return fields
 
 
 def _glance(item: Fetched, *, inbox: bool) -> _Glance:
-    headers = _HEADERS.parsebytes(item.header)
+    pairs = _fields(item.header)
     fields: dict[str, str] = {}
-    for name, value in headers.items():
-        fields.setdefault(name.lower(), str(value))  # the first of a repeated field is enough for these tests
+    for name, value in pairs:
+        fields.setdefault(name, value)  # the first of a repeated field is enough for these tests
     names = ("from", "reply-to") if inbox else ("to", "cc")
-    people = _addresses(tuple(str(v) for name in names for v in headers.get_all(name) or ()))
+    people = _addresses(tuple(value for name, value in pairs if name in names))
     refs = frozenset(_ids(f"{fields.get('in-reply-to', '')} {fields.get('references', '')}"))
     return _Glance(item.uid, refs, people, inbox and (_looks_automatic(fields, people) or fields.get("subject", "").strip().lower() == "unsubscribe"))
 
@@ -612,13 +623,14 @@ def _prefetch(session: Session, items: list[_Item]) -> _Seen:
     ids = {i for item in items for i in (item.message.message_id, *item.refers_to) if i}
     sent: dict[str, Message] = {}
     if ids:
-        query = select(Message).where(Message.message_id.in_(ids), Message.direction == "out").options(joinedload(Message.enrollment), joinedload(Message.thread))
+        # by key, not joined: each table is read through its index (a join of them all reads them whole)
+        query = select(Message).where(among(session, Message.message_id, ids), Message.direction == "out").options(selectinload(Message.enrollment), selectinload(Message.thread))
         for message in session.scalars(query):
             assert message.message_id is not None
             if message.message_id not in sent or _recency(message) > _recency(sent[message.message_id]):
                 sent[message.message_id] = message
     keys = {_key(item.message) for item in items}
-    recorded = set(session.scalars(select(InboundMail.key).where(InboundMail.key.in_(keys)))) if keys else set()
+    recorded = set(session.scalars(select(InboundMail.key).where(among(session, InboundMail.key, keys)))) if keys else set()
     return _Seen(sent, recorded)
 
 

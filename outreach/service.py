@@ -14,7 +14,8 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm.attributes import flag_modified
 
 from outreach.clock import Clock, SystemClock
 from outreach.config import MailboxConfig, Settings
@@ -565,6 +566,9 @@ def save_state(enrollment: Enrollment, state: eng.State, next_action_at: dt.date
     enrollment.updated_at = at
     if state.phase in eng.TERMINAL and enrollment.ended_at is None:
         enrollment.ended_at = at
+    for name in ("phase", "next_action_at", "ended_at"):  # written even when unchanged: every UPDATE of a flush alike, one executemany
+        if name in vars(enrollment):  # loaded (a new row is inserted whole anyway)
+            flag_modified(enrollment, name)
     enrollment.lead.status = state.crm_status.value
 
 
@@ -572,7 +576,8 @@ def running_enrollments(session: Session, lead_ids: set[int]) -> dict[int, list[
     """The leads' running enrollments, oldest first, in one query."""
     running: dict[int, list[Enrollment]] = {lead_id: [] for lead_id in lead_ids}
     if lead_ids:
-        for enrollment in session.scalars(select(Enrollment).where(Enrollment.lead_id.in_(lead_ids), Enrollment.phase.in_(ACTIVE_PHASES)).order_by(Enrollment.id)):
+        query = select(Enrollment).where(Enrollment.lead_id.in_(lead_ids), Enrollment.phase.in_(ACTIVE_PHASES)).order_by(Enrollment.id)
+        for enrollment in session.scalars(query.options(selectinload(Enrollment.lead))):  # the leads are usually in the session already
             running[enrollment.lead_id].append(enrollment)
     return running
 
