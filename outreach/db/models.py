@@ -179,7 +179,7 @@ class Message(Base):
     body: Mapped[str | None] = mapped_column(Text)  # the text of a notification, written when it was planned
     enrollment_id: Mapped[int | None] = mapped_column(ForeignKey("enrollment.id", ondelete="SET NULL"))
     lead_id: Mapped[int | None] = mapped_column(ForeignKey("lead.id", ondelete="SET NULL"), index=True)
-    thread_id: Mapped[int | None] = mapped_column(ForeignKey("thread.id", ondelete="SET NULL"))
+    thread_id: Mapped[int | None] = mapped_column(ForeignKey("thread.id", ondelete="SET NULL"), index=True)  # a thread's sent messages are looked up before each send
     mailbox_id: Mapped[int | None] = mapped_column(ForeignKey("mailbox.id"))
     step_key: Mapped[str | None] = mapped_column(String(100))
     template: Mapped[str | None] = mapped_column(String(200))
