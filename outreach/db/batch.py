@@ -1,4 +1,6 @@
-"""Primary keys handed out before the INSERT, so that a batch of new rows is written in one executemany.
+"""Statements for batches of rows: keys handed out before the INSERT, and lookups of many values.
+
+Keys first: so that a batch of new rows is written in one executemany.
 
 SQLAlchemy's unit of work has to learn the key of every new row it inserts. When the keys are not
 known, it asks the database for them (INSERT ... RETURNING, many rows to a statement): a long
@@ -13,8 +15,11 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 
-from sqlalchemy import inspect, text
-from sqlalchemy.orm import Session
+from typing import Any
+
+from sqlalchemy import ColumnElement, any_, bindparam, inspect, text
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 _SEQUENCES: dict[str, str | None] = {}  # table -> the name of its id sequence (None: it has none)
 
@@ -47,3 +52,13 @@ def assign_ids(session: Session, objects: Iterable[object]) -> None:
             rows.sort(key=lambda obj: inspect(obj).insert_order)
             for obj, key in zip(rows, keys[n], strict=True):
                 obj.id = key  # type: ignore[attr-defined]
+
+
+def among(session: Session, column: InstrumentedAttribute[Any], values: Iterable[Any]) -> ColumnElement[bool]:
+    """`column IN values`; on PostgreSQL `column = ANY(array)`: one parameter however many values,
+    where an IN list is a parameter each for the driver to rewrite and the planner to read (half the
+    time for a chunk's few hundred Message-IDs)."""
+    values = list(values)
+    if session.get_bind().dialect.name == "postgresql":
+        return column == any_(bindparam(None, values, type_=ARRAY(column.type)))
+    return column.in_(values)
