@@ -36,7 +36,8 @@ from sqlalchemy.orm import Session, joinedload
 
 from outreach.context import person_context
 from outreach.db.models import Enrollment, Event, Lead, Mailbox, Message, Person, Suppression
-from outreach.db.session import assign_ids, transaction
+from outreach.db.batch import assign_ids
+from outreach.db.session import transaction
 from outreach.errors import InputError, OutreachError
 from outreach.mail.compose import Party, compose, reply_subject
 from outreach.mail.templates import Rendered

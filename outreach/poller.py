@@ -288,7 +288,7 @@ class MailboxPoller:
         known = _known(session, [(row, match) for _, (row, match, _) in matched])
         for item, (row, match, found) in matched:
             act(self.app, session, row, found, match, item.received, known=known)
-        assign_ids(session, session.new)  # the events, tasks and suppressions: one executemany each
+        assign_ids(session)  # the events, tasks and suppressions: one executemany each
         return [row.kind for _, (row, _, _) in matched]
 
     def _move_cursor(self, mailbox_pk: int, folder: str, uidvalidity: int, last_uid: int) -> None:

@@ -18,7 +18,8 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from outreach.db.models import Enrollment, InboundMail, Mailbox, Message, Person, Task, Thread
-from outreach.db.session import assign_ids, insert_rows, transaction
+from outreach.db.batch import assign_ids, insert_rows
+from outreach.db.session import transaction
 from outreach.mail.compose import make_message_id
 from outreach.sequences import engine as eng
 from outreach.sequences.delays import Delay

@@ -11,7 +11,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, Table, create_engine, event, insert, inspect, text
+from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 from outreach.errors import ConfigError, Location, Problem
@@ -88,53 +88,3 @@ def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
     """A session that commits on success and rolls everything back on any error."""
     with factory() as session, session.begin():
         yield session
-
-
-_NEXT_IDS = text("SELECT nextval(pg_get_serial_sequence(:table, 'id')) FROM generate_series(1, :n)")
-
-
-def _postgres(session: Session) -> bool:
-    return session.get_bind().dialect.name == "postgresql"
-
-
-def next_ids(session: Session, table: str, n: int) -> list[int]:
-    """`n` new primary keys from a PostgreSQL table's own sequence, in one query, in ascending order."""
-    return sorted(session.scalars(_NEXT_IDS, {"table": table, "n": n}))
-
-
-def insert_rows(session: Session, table: Table, rows: list[dict[str, Any]]) -> None:
-    """Insert plain rows (all with the same keys) and set each one's `id`.
-
-    On PostgreSQL the keys come from the table's sequence first, so the rows go to the driver's
-    executemany (one short statement, pipelined) rather than as INSERT ... RETURNING with every
-    row in one long statement, which the driver rewrites on each execution. Elsewhere (SQLite)
-    the database returns the keys.
-    """
-    if not rows:
-        return
-    if _postgres(session):
-        for row, key in zip(rows, next_ids(session, table.name, len(rows)), strict=True):
-            row["id"] = key
-        session.execute(insert(table), rows)
-        return
-    keys = session.scalars(insert(table).returning(table.c.id, sort_by_parameter_order=True), rows).all()
-    for row, key in zip(rows, keys, strict=True):
-        row["id"] = key
-
-
-def assign_ids(session: Session) -> None:
-    """Give the session's new ORM objects their primary keys before a flush (PostgreSQL), in the
-    order they were added: the unit of work then writes them with executemany, as `insert_rows` does."""
-    if not _postgres(session):
-        return
-    pending: dict[str, list[Any]] = {}
-    for obj in session.new:
-        state = inspect(obj)
-        table = state.mapper.local_table
-        if "id" in table.c and getattr(obj, "id", None) is None:
-            pending.setdefault(table.name, []).append(obj)
-    with session.no_autoflush:
-        for name, objects in pending.items():
-            objects.sort(key=lambda obj: inspect(obj).insert_order)
-            for obj, key in zip(objects, next_ids(session, name, len(objects)), strict=True):
-                obj.id = key
