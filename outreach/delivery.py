@@ -36,14 +36,14 @@ from sqlalchemy.orm import Session, joinedload
 
 from outreach.context import person_context
 from outreach.db.models import Enrollment, Event, Lead, Mailbox, Message, Person, Suppression
-from outreach.db.batch import assign_ids
+from outreach.db.batch import assign_ids, is_postgres
 from outreach.db.session import transaction
 from outreach.errors import InputError, OutreachError
 from outreach.mail.compose import Party, compose, reply_subject
 from outreach.mail.templates import Rendered
 from outreach.mail.transport import PermanentFailure, RecipientRefused, TemporaryFailure
 from outreach.sequences import engine as eng
-from outreach.service import App, record, suppress
+from outreach.service import App, event_values, record, suppress
 from outreach.tracking.unsubscribe import link
 
 log = logging.getLogger(__name__)
@@ -193,7 +193,7 @@ def _read(app: App, session: Session, pks: Sequence[int], now: dt.datetime, outc
     waits, in this transaction."""
     works: list[_Work] = []
     query = select(Message).where(Message.id.in_(pks)).order_by(Message.id).options(joinedload(Message.enrollment), joinedload(Message.thread), joinedload(Message.mailbox))
-    if _postgres(session):
+    if is_postgres(session):
         query = query.with_for_update(of=Message)  # in id order, so two workers never deadlock
     found = {m.id: m for m in session.scalars(query).unique()}
     for pk in pks:
@@ -265,13 +265,9 @@ def _locked(session: Session, pks: Iterable[int]) -> dict[int, Message]:
         select(Message).where(Message.id.in_(list(pks))).order_by(Message.id)
         .options(joinedload(Message.enrollment).joinedload(Enrollment.lead).lazyload(Lead.owner), joinedload(Message.thread))
     )
-    if _postgres(session):
+    if is_postgres(session):
         query = query.with_for_update(of=Message)
     return {m.id: m for m in session.scalars(query).unique()}
-
-
-def _postgres(session: Session) -> bool:
-    return session.bind is not None and session.bind.dialect.name == "postgresql"
 
 
 def _claim(app: App, works: list[_Work], now: dt.datetime, outcomes: dict[int, Outcome]) -> list[_Work]:
@@ -290,7 +286,7 @@ def _claim_locked(app: App, session: Session, works: list[_Work], messages: dict
     claimed: list[_Work] = []
     suppressed = set(session.scalars(select(Suppression.email).where(Suppression.email.in_({w.recipient for w in works}))))
     query = select(Mailbox).where(Mailbox.address.in_({w.mailbox for w in works})).order_by(Mailbox.id)
-    if _postgres(session):  # read again under the lock: the rows read with the messages may be stale by now
+    if is_postgres(session):  # read again under the lock: the rows read with the messages may be stale by now
         query = query.with_for_update().execution_options(populate_existing=True)
     mailboxes = {m.address: m for m in session.scalars(query)}
     for work in works:
@@ -393,7 +389,7 @@ _MARK_SENT = (
 
 def _sent_rows(session: Session, pks: list[int]) -> dict[int, Row[Any]]:
     query = _SENT.where(Message.id.in_(pks))
-    return {row[0]: row for row in session.execute(query.with_for_update(of=Message) if _postgres(session) else query)}
+    return {row[0]: row for row in session.execute(query.with_for_update(of=Message) if is_postgres(session) else query)}
 
 
 def _record_sent(session: Session, results: list[_Result], rows: dict[int, Row[Any]], now: dt.datetime) -> dict[int, Outcome]:
@@ -405,18 +401,11 @@ def _record_sent(session: Session, results: list[_Result], rows: dict[int, Row[A
         pk, kind, lead_id, enrollment_id, step_key, recipient, sent_at, enrollment_lead_id, next_action_at, lead_status = rows[result.work.pk]
         subject = result.work.subject
         updates.append({"pk": pk, "sent": sent_at or now, "subj": subject})
-        enrolled = enrollment_id is not None
-        events.append({
-            "lead_id": lead_id if lead_id is not None else (enrollment_lead_id if enrolled else None),
-            "enrollment_id": enrollment_id,
-            "at": now,
-            "kind": "notice-sent" if kind == "notify" else "email-sent",
-            "channel": "email",
-            "key_points": f"to {recipient}: {subject}" if kind == "notify" else subject,
-            "status": lead_status if enrolled else "",
-            "next_follow_up_at": next_action_at if enrolled else None,
-            "data": {"message": pk, "step": step_key, "recovered": False},
-        })
+        event, key_points = _sent_line(kind, recipient, subject)
+        events.append(event_values(
+            now, event, key_points, channel="email", lead_id=lead_id, enrollment_id=enrollment_id, enrollment_lead_id=enrollment_lead_id,
+            lead_status=lead_status, next_follow_up_at=next_action_at, data={"message": pk, "step": step_key, "recovered": False},
+        ))
         log.info("message %d sent", pk)
     session.execute(_MARK_SENT, updates)
     session.execute(insert(Event.__table__), events)
@@ -445,12 +434,17 @@ def _set_sent(session: Session, message: Message, now: dt.datetime, *, recovered
     message.not_before = None
     if recovered:
         message.saved_to_sent = True
-    if message.kind == "notify":  # mail to the team about the lead: on the record, but not as an email to the lead
-        _log_event(session, message, now, "notice-sent", f"to {message.recipient}: {message.subject}", recovered=recovered)
-    else:
-        _log_event(session, message, now, "email-sent", message.subject + (" (found in Sent after an interrupted attempt)" if recovered else ""), recovered=recovered)
+    event, key_points = _sent_line(message.kind, message.recipient, message.subject)
+    if recovered and event == "email-sent":
+        key_points += " (found in Sent after an interrupted attempt)"
+    _log_event(session, message, now, event, key_points, recovered=recovered)
     log.info("message %d sent%s", message.id, " (recovered)" if recovered else "")
     return Outcome.SENT
+
+
+def _sent_line(kind: str, recipient: str, subject: str) -> tuple[str, str]:
+    """The record's line for a message sent: mail to the team about the lead is on the record, but not as an email to the lead."""
+    return ("notice-sent", f"to {recipient}: {subject}") if kind == "notify" else ("email-sent", subject)
 
 
 def _set_drafted(session: Session, message: Message, now: dt.datetime) -> Outcome:

@@ -18,7 +18,7 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from outreach.db.models import Enrollment, InboundMail, Mailbox, Message, Person, Task, Thread
-from outreach.db.batch import assign_ids, insert_rows
+from outreach.db.batch import assign_ids, insert_rows, is_postgres
 from outreach.db.session import transaction
 from outreach.mail.compose import make_message_id
 from outreach.sequences import engine as eng
@@ -69,8 +69,7 @@ def tick(app: App, *, now: dt.datetime | None = None, batch: int = 500) -> TickR
     now = now or app.clock.now()
     result = TickResult()
     with transaction(app.sessions) as session:
-        postgres = session.bind.dialect.name == "postgresql" if session.bind else False
-        enrollments = list(session.scalars(due_query(now, batch, postgres)).unique())
+        enrollments = list(session.scalars(due_query(now, batch, is_postgres(session))).unique())
         if not enrollments:
             return result
         ids = [e.id for e in enrollments]

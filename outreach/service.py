@@ -601,19 +601,24 @@ def suppress(session: Session, email: str, reason: str, source: str, at: dt.date
 
 def record(session: Session, enrollment: Enrollment | None, at: dt.datetime, kind: str, key_points: str, *, channel: str = "system", lead_id: int | None = None, **data: object) -> None:
     """One line of the lead's CRM record."""
-    session.add(
-        Event(
-            lead_id=lead_id if lead_id is not None else (enrollment.lead_id if enrollment else None),
-            enrollment_id=enrollment.id if enrollment else None,
-            at=at,
-            kind=kind,
-            channel=channel,
-            key_points=key_points,
-            status=enrollment.lead.status if enrollment else "",
-            next_follow_up_at=enrollment.next_action_at if enrollment else None,
-            data=dict(data),
-        )
-    )
+    session.add(Event(**event_values(
+        at, kind, key_points, channel=channel, lead_id=lead_id,
+        enrollment_id=enrollment.id if enrollment else None, enrollment_lead_id=enrollment.lead_id if enrollment else None,
+        lead_status=enrollment.lead.status if enrollment else "", next_follow_up_at=enrollment.next_action_at if enrollment else None,
+        data=data,
+    )))
+
+
+def event_values(
+    at: dt.datetime, kind: str, key_points: str, *, channel: str = "system", lead_id: int | None = None, enrollment_id: int | None = None,
+    enrollment_lead_id: int | None = None, lead_status: str | None = "", next_follow_up_at: dt.datetime | None = None, data: dict[str, object],
+) -> dict[str, Any]:
+    """The columns of one line of the lead's CRM record (`record` adds it as an object; a batch can
+    insert many at once). The line's lead is the one given, else its enrollment's."""
+    return {
+        "lead_id": lead_id if lead_id is not None else enrollment_lead_id, "enrollment_id": enrollment_id, "at": at, "kind": kind,
+        "channel": channel, "key_points": key_points, "status": lead_status or "", "next_follow_up_at": next_follow_up_at, "data": dict(data),
+    }
 
 
 def _smtp_transport(cfg: MailboxConfig) -> Transport:

@@ -19,7 +19,7 @@ from sqlalchemy.orm import InstrumentedAttribute, Session
 _NEXT_IDS = text("SELECT nextval(pg_get_serial_sequence(:table, 'id')) FROM generate_series(1, :n)")
 
 
-def _postgres(session: Session) -> bool:
+def is_postgres(session: Session) -> bool:
     return session.get_bind().dialect.name == "postgresql"
 
 
@@ -32,7 +32,7 @@ def insert_rows(session: Session, table: Table, rows: list[dict[str, Any]]) -> N
     """Insert plain rows (all with the same keys) and set each one's `id`."""
     if not rows:
         return
-    if _postgres(session):
+    if is_postgres(session):
         for row, key in zip(rows, next_ids(session, table.name, len(rows)), strict=True):
             row["id"] = key
         session.execute(insert(table), rows)
@@ -46,7 +46,7 @@ def assign_ids(session: Session, objects: Iterable[object] | None = None) -> Non
     """Give new ORM objects (`objects`, else all the session's) their primary keys before a flush
     (PostgreSQL), in the order they were added, so that ids still follow the order of events; the
     unit of work then writes each table with one executemany."""
-    if not _postgres(session):
+    if not is_postgres(session):
         return
     pending: dict[str, list[Any]] = {}
     for obj in session.new if objects is None else objects:
@@ -66,6 +66,6 @@ def among(session: Session, column: InstrumentedAttribute[Any], values: Iterable
     where an IN list is a parameter each for the driver to rewrite and the planner to read (half the
     time for a chunk's few hundred Message-IDs)."""
     values = list(values)
-    if _postgres(session):
+    if is_postgres(session):
         return column == any_(bindparam(None, values, type_=ARRAY(column.type)))
     return column.in_(values)
