@@ -222,10 +222,12 @@ class Leads:
 def throughput(dovecot: Dovecot, app, new: int, shares: list[float], rounds: int, leads: Leads) -> None:  # type: ignore[no-untyped-def]
     from imapclient import IMAPClient
 
+    from outreach.mail import intake
     from outreach.mail.reader import HEADER_PART
     from outreach.poller import CHUNK, MailboxPoller
 
     box = "meera@appneural.example"
+    intake.shared().start()  # as the watcher does: the reading worker is up before the first mail
     poller = MailboxPoller(app, app.mailbox_config(box))
     poller.poll()  # cursors at the end of the empty folders
     client = IMAPClient("127.0.0.1", port=dovecot.port, ssl=False, timeout=60)

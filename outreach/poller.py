@@ -36,6 +36,7 @@ from outreach.db.batch import among, assign_ids
 from outreach.db.models import Enrollment, FolderCursor, InboundMail, Lead, Mailbox, Message, Suppression, Task, Thread, email_domain
 from outreach.db.session import transaction
 from outreach.mail import inbound as inb
+from outreach.mail import intake
 from outreach.mail.compose import base_subject
 from outreach.mail.sentiment import is_negative
 from outreach.mail.reader import Fetched, FolderReader, FolderState
@@ -48,7 +49,7 @@ log = logging.getLogger(__name__)
 
 CHUNK = 2000  # messages per FETCH of headers and per transaction
 BODY_LIMIT = 1024 * 1024  # bytes of a message read: every text part and report, not a large attachment
-BODY_BUDGET = 64 * BODY_LIMIT  # bytes of bodies held at once: a chunk with more is recorded in parts
+BODY_BUDGET = 32 * BODY_LIMIT  # bytes of bodies a part holds (two are held at once): a chunk with more is recorded in parts
 IDLE_TURN = 5.0  # seconds per IDLE turn
 SOFT_BOUNCE_LIMIT = 3  # soft bounces to one address before it is treated as hard
 THREAD_SPAN = dt.timedelta(days=120)  # how long after our last message a subject-only match still counts
@@ -92,13 +93,19 @@ class _Item:
     """A fetched message, parsed once; in INBOX, classified before the transaction opens."""
 
     fetched: Fetched
-    parsed: inb.Parsed
-    received: dt.datetime  # the server's arrival time, never after the clock
-    found: inb.Classification | None
+    read: intake.Read
 
     @property
     def message(self) -> inb.Inbound:
-        return self.parsed.inbound
+        return self.read.message
+
+    @property
+    def received(self) -> dt.datetime:  # the server's arrival time, never after the clock
+        return self.read.received
+
+    @property
+    def found(self) -> inb.Classification | None:
+        return self.read.found
 
     @property
     def refers_to(self) -> list[str]:
@@ -119,6 +126,18 @@ class _Chunk:
     items: list[_Item]
 
 
+class _Reading:
+    """A chunk whose bodies are being parsed and classified (in a worker, for a large one)."""
+
+    def __init__(self, fetched: list[Fetched], pending: intake.Pending, gone: Sequence[int] = ()) -> None:
+        self.fetched, self.pending, self.gone = fetched, pending, list(gone)
+
+    def chunk(self) -> _Chunk:
+        by_uid = {item.uid: item for item in self.fetched}
+        items = [_Item(by_uid[read.uid], read) for read in self.pending.result()]
+        return _Chunk([item.uid for item in self.fetched] + self.gone, len(self.fetched), items)
+
+
 @dataclass(frozen=True)
 class Match:
     lead: Lead
@@ -130,13 +149,14 @@ class Match:
 class MailboxPoller:
     """Reads one mailbox's INBOX and Sent folder. One connection; one thread at a time."""
 
-    def __init__(self, app: App, config: MailboxConfig, *, reader: FolderReader | None = None) -> None:
+    def __init__(self, app: App, config: MailboxConfig, *, reader: FolderReader | None = None, readers: intake.Readers | None = None) -> None:
         if config.imap is None:
             raise ValueError(f"mailbox {config.address} has no imap settings")
         self.app = app
         self.config = config
         self.address = config.address.lower()
         self.reader = reader or FolderReader(config.imap)
+        self.readers = readers or intake.shared()
 
     @property
     def folders(self) -> tuple[str, str]:
@@ -169,8 +189,8 @@ class MailboxPoller:
             mailbox_pk = session.scalar(select(Mailbox.id).where(Mailbox.address == self.address))
         assert mailbox_pk is not None
         result = PollResult()
-        for chunk in self._read(folder, uids, everything=True):
-            result.add(self._record_chunk(mailbox_pk, folder, None, chunk, isolate=True))
+        for reading in self._read(folder, uids, everything=True):
+            result.add(self._record_chunk(mailbox_pk, folder, None, reading.chunk(), isolate=True))
         return result
 
     # -- reading -------------------------------------------------------------------------------
@@ -206,14 +226,25 @@ class MailboxPoller:
             uids = self.reader.uids_since(since.date()) if since else []
             if not uids:
                 self._move_cursor(mailbox_pk, folder, state.uidvalidity, state.uidnext - 1)
-        for start in range(0, len(uids), CHUNK):
-            for chunk in self._read(folder, uids[start : start + CHUNK]):
-                self._record(mailbox_pk, folder, state.uidvalidity, chunk, result)
+        readings = (reading for start in range(0, len(uids), CHUNK) for reading in self._read(folder, uids[start : start + CHUNK]))
+        ahead: _Reading | None = None
+        while True:  # one chunk ahead: the next one is fetched (and parsed, in a worker) while this one is recorded
+            try:
+                reading = next(readings, None)
+            except Exception:  # the server went away: what was read is recorded first
+                if ahead is not None:
+                    self._record(mailbox_pk, folder, state.uidvalidity, ahead.chunk(), result)
+                raise
+            if ahead is not None:
+                self._record(mailbox_pk, folder, state.uidvalidity, ahead.chunk(), result)
+            if reading is None:
+                return
+            ahead = reading
 
-    def _read(self, folder: str, uids: Sequence[int], *, everything: bool = False) -> Iterator[_Chunk]:
-        """Headers first; then the bodies of what may concern us (or of `everything`), parsed and, in
-        INBOX, classified. In parts, each read when the one before is recorded, so that no more than
-        BODY_BUDGET bytes of bodies are held at once."""
+    def _read(self, folder: str, uids: Sequence[int], *, everything: bool = False) -> Iterator[_Reading]:
+        """Headers first; then the bodies of what may concern us (or of `everything`), handed to be
+        parsed and, in INBOX, classified. In parts, each fetched when the one before it is handed on,
+        so that no more than two parts' bodies (BODY_BUDGET bytes each) are held at once."""
         fetched = self.reader.headers(uids)
         if everything:
             wanted = {item.uid for item in fetched}
@@ -231,19 +262,10 @@ class MailboxPoller:
             budget -= cost
         gone = sorted(set(uids) - {item.uid for item in fetched})  # expunged since the SEARCH: the cursor passes them too
         for n, part in enumerate(parts):
-            chunk = self._parse(folder, part, wanted)
-            yield _Chunk(chunk.uids + gone, chunk.seen, chunk.items) if n == len(parts) - 1 else chunk
-
-    def _parse(self, folder: str, fetched: list[Fetched], wanted: set[int]) -> _Chunk:
-        bodies = self.reader.bodies([item.uid for item in fetched if item.uid in wanted], BODY_LIMIT)
-        now = self.app.clock.now()
-        items = []
-        for item in fetched:
-            if item.uid in bodies:
-                parsed = inb.read(bodies[item.uid])
-                received = min(item.internal_date or parsed.inbound.date or now, now)
-                items.append(_Item(item, parsed, received, parsed.classify(received=received, return_date=False) if folder == "INBOX" else None))
-        return _Chunk([item.uid for item in fetched], len(fetched), items)
+            bodies = self.reader.bodies([item.uid for item in part if item.uid in wanted], BODY_LIMIT)
+            batch = [(item.uid, bodies[item.uid], item.internal_date) for item in part if item.uid in bodies]
+            pending = self.readers.submit(batch, self.app.clock.now(), classify=folder == "INBOX")
+            yield _Reading(part, pending, gone if n == len(parts) - 1 else ())
 
     def _record(self, mailbox_pk: int, folder: str, uidvalidity: int, chunk: _Chunk, result: PollResult) -> None:
         cursor = (uidvalidity, max(chunk.uids))
@@ -369,7 +391,7 @@ class MailboxPoller:
         match = self._match(session, item, seen)
         if match is None:
             return None  # unrelated: not logged against anyone
-        found = item.parsed.with_return_date(found, received=item.received)
+        found = item.read.dated()
         row = InboundMail(
             key=_key(message), message_id=message.message_id, mailbox_id=mailbox_pk, folder=folder, uid=item.fetched.uid, kind=found.kind.value,
             lead_id=match.lead.id, enrollment_id=match.enrollment.id if match.enrollment else None, thread_id=match.thread.id if match.thread else None,
@@ -732,6 +754,7 @@ def read_now(app: App, address: str, uids: Sequence[int]) -> PollResult:
 def poll_all(app: App) -> dict[str, PollResult]:
     """One pass over every mailbox with IMAP settings (`outreach poll --once`)."""
     results = {}
+    intake.shared().start()  # the workers import the classifier while the first headers are fetched
     for cfg in app.settings.workspace.mailboxes:
         if cfg.imap is None:
             continue
@@ -746,6 +769,7 @@ def poll_all(app: App) -> dict[str, PollResult]:
 def watch(app: App, cfg: MailboxConfig, stop: threading.Event, *, interval: float = 30.0, on_result: Callable[[str, PollResult], None] | None = None) -> None:
     """Poll one mailbox until `stop`: IDLE between passes where offered, else every `interval`
     seconds; after a failure, reconnect with a backoff of 1 s doubling to 5 min."""
+    intake.shared().start()
     poller = MailboxPoller(app, cfg)
     failures = 0
     try:

@@ -386,6 +386,36 @@ def test_a_chunk_whose_bodies_pass_the_budget_is_recorded_in_parts(pipeline: Pip
     assert all(r.seen == 0 for r in poll_all(pipeline.app).values()), "the cursors moved past every part"
 
 
+def test_a_server_lost_while_the_next_part_is_fetched_keeps_the_part_read_before(pipeline: Pipeline, smtp_server: SmtpServer, dovecot: Dovecot, monkeypatch: pytest.MonkeyPatch) -> None:
+    from outreach import poller
+
+    monkeypatch.setattr(poller, "BODY_BUDGET", 1)  # every body in a part of its own
+    intro = sent_to(smtp_server, ANANYA)[0]
+    dovecot.append(PRIYA, "INBOX", answer(intro, "First.", message_id="<ahead-1@acme.example>"))
+    dovecot.append(PRIYA, "INBOX", answer(intro, "Second.", message_id="<ahead-2@acme.example>"))
+    cfg = pipeline.app.mailbox_config(PRIYA)
+    assert cfg is not None
+    box = MailboxPoller(pipeline.app, cfg)
+    fetch, calls = box.reader.bodies, []
+
+    def lost_on_the_second(uids: Any, limit: int) -> dict[int, bytes]:
+        calls.append(box.reader.folder)
+        if calls.count("INBOX") == 2:
+            raise TemporaryFailure("IMAP FETCH bodies failed: connection reset")
+        return fetch(uids, limit)
+
+    try:
+        monkeypatch.setattr(box.reader, "bodies", lost_on_the_second)
+        with pytest.raises(TemporaryFailure):
+            box.poll()
+        assert [r.message_id for r in inbound(pipeline)] == ["<ahead-1@acme.example>"], "the part read before the failure is recorded"
+        monkeypatch.setattr(box.reader, "bodies", fetch)
+        assert box.poll().recorded == {"reply": 1}, "the next pass starts after it"
+    finally:
+        box.close()
+    assert sorted(r.message_id for r in inbound(pipeline)) == ["<ahead-1@acme.example>", "<ahead-2@acme.example>"]
+
+
 def test_the_watcher_reconnects_after_the_server_restarts_and_misses_nothing(pipeline: Pipeline, smtp_server: SmtpServer, dovecot: Dovecot) -> None:
     from outreach.poller import watch
 

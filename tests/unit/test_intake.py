@@ -1,0 +1,108 @@
+"""Reading fetched mail in a worker process: the same answers as reading it here, return dates
+included, and nothing lost when the worker dies."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import signal
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from outreach.mail import intake
+from outreach.mail.inbound import Kind
+from tests import corpus
+
+NOW = dt.datetime(2026, 11, 20, 9, 0, tzinfo=dt.timezone.utc)
+ARRIVED = dt.datetime(2026, 11, 19, 17, 30, tzinfo=dt.timezone.utc)
+
+OUT_OF_OFFICE = b"""From: Lead <lead@client.example>
+To: priya@appneural.example
+Subject: Automatic reply: A proposal
+Message-ID: <ooo-%d@client.example>
+In-Reply-To: <intro-1@appneural.example>
+Auto-Submitted: auto-replied
+Content-Type: text/plain; charset=utf-8
+
+I am out of the office until %d December 2026 with limited access to email.
+"""
+
+
+def _batch() -> intake.Batch:
+    """Real mail of every class from the corpus, and out-of-office notices with a return date each."""
+    corpus.require()
+    cases = corpus.all_cases()
+    picked = [case for kind in Kind for case in [c for c in cases if c.expected is kind][:12]]
+    batch: intake.Batch = [(uid, case.raw(), ARRIVED if uid % 2 else None) for uid, case in enumerate(picked, 1)]
+    start = len(batch) + 1
+    batch += [(start + n, OUT_OF_OFFICE % (n, 1 + n), ARRIVED) for n in range(10)]
+    return batch
+
+
+def _answers(reads: list[intake.Read]) -> list[tuple[object, ...]]:
+    """What the poller takes from each message: who, when and what, with the return date read."""
+    return [(r.uid, r.message, r.received, r.dated(), r.dated().evidence) for r in reads]
+
+
+@pytest.fixture
+def readers() -> Iterator[intake.Readers]:
+    readers = intake.Readers(workers=1)
+    readers.start()
+    yield readers
+    readers.close()
+
+
+@pytest.fixture(scope="module")
+def batch() -> intake.Batch:
+    return _batch()
+
+
+def test_a_worker_reads_what_this_process_reads(readers: intake.Readers, batch: intake.Batch) -> None:
+    here = intake.read_batch(batch, NOW, classify=True, eager=False)
+    there = readers.submit(batch, NOW, classify=True).result()
+    assert all(r.parsed is None for r in there)  # read in the worker: the return date came with it
+    assert _answers(there) == _answers(here)
+    dates = [r.dated().until for r in there if (r.message.message_id or "").startswith("<ooo-")]
+    assert dates == [dt.date(2026, 12, 1 + n) for n in range(10)]
+    assert {r.found.kind for r in there if r.found is not None} >= {Kind.BOUNCE, Kind.AUTO_REPLY, Kind.REPLY}
+
+
+def test_received_is_the_servers_arrival_and_never_after_the_clock(readers: intake.Readers, batch: intake.Batch) -> None:
+    reads = readers.submit(batch, NOW, classify=False).result()
+    assert all(r.found is None for r in reads)  # the Sent folder: parsed, not classified
+    assert all(r.received <= NOW for r in reads)
+    assert [r.received for r in reads if r.uid % 2 and r.uid <= len(batch) - 10] == [ARRIVED] * len([u for u, _, a in batch[:-10] if u % 2])
+
+
+def test_a_few_messages_are_read_here(readers: intake.Readers, batch: intake.Batch) -> None:
+    small = batch[: intake.POOL_FROM - 1]
+    reads = readers.submit(small, NOW, classify=True).result()
+    assert all(r.parsed is not None for r in reads)  # kept for a later look at the return date
+    assert _answers(reads) == _answers(intake.read_batch(small, NOW, classify=True, eager=True))
+
+
+def test_without_a_second_core_all_is_read_here(batch: intake.Batch) -> None:
+    readers = intake.Readers(workers=0)
+    reads = readers.submit(batch, NOW, classify=True).result()
+    assert readers._pool is None
+    assert all(r.parsed is not None for r in reads)
+    assert _answers(reads) == _answers(intake.read_batch(batch, NOW, classify=True, eager=False))
+
+
+def test_a_dead_worker_loses_nothing(readers: intake.Readers, batch: intake.Batch, caplog: pytest.LogCaptureFixture) -> None:
+    expected = _answers(intake.read_batch(batch, NOW, classify=True, eager=False))
+    assert _answers(readers.submit(batch, NOW, classify=True).result()) == expected  # the worker is up
+    pool = readers._pool
+    assert pool is not None
+    for pid in list(pool._processes):  # type: ignore[union-attr]
+        os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while pool._processes and time.monotonic() < deadline and not pool._broken:  # type: ignore[union-attr]
+        time.sleep(0.05)
+    assert _answers(readers.submit(batch, NOW, classify=True).result()) == expected  # read here instead
+    assert any("reading worker" in r.getMessage() for r in caplog.records if r.levelname == "WARNING")
+    again = readers.submit(batch, NOW, classify=True).result()  # and the next batch has a worker again
+    assert readers._pool is not None and readers._pool is not pool
+    assert _answers(again) == expected
