@@ -3,11 +3,18 @@
 Rendering is sandboxed, undefined variables are errors, and lead fields are plain data: a
 lead whose name is "{{ 7*7 }}" is greeted as "{{ 7*7 }}". The html block is rendered with
 autoescaping, the subject and text without. Templates see plain dictionaries, never ORM rows.
+
+A template is compiled once and kept. The folder is looked at again at most once a second (a
+render does no file-system call of its own, which in a worker with many threads each costs a turn
+at the interpreter lock): an edit, a new or a removed template counts from the next look.
 """
 
 from __future__ import annotations
 
+import os
 import re
+import threading
+import time
 import types
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -21,6 +28,7 @@ from outreach.errors import Location, Problem, TemplateError
 
 REQUIRED_BLOCKS = ("subject", "text")
 SUFFIX = ".j2"
+RECHECK = 1.0  # seconds between two looks at the templates folder
 _SPACE = re.compile(r"\s+")
 
 
@@ -39,6 +47,7 @@ def _environment(directory: Path, autoescape: bool) -> ImmutableSandboxedEnviron
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=False,
+        auto_reload=False,  # TemplateSet looks for changes itself, once a second for the whole folder
     )
     return env
 
@@ -83,6 +92,27 @@ class TemplateSet:
         self.directory = directory
         self._text = _environment(directory, autoescape=False)
         self._html = _environment(directory, autoescape=True)
+        self._stamps: dict[str, int] = {}  # file name -> modification time (ns), at the last look
+        self._looked = -RECHECK
+        self._lock = threading.Lock()
+
+    def _look(self) -> None:
+        """At most once a second: the folder's files and their times; compiled templates are dropped
+        when any file changed (one may extend or include another)."""
+        if time.monotonic() - self._looked < RECHECK:
+            return
+        with self._lock:
+            if time.monotonic() - self._looked < RECHECK:
+                return
+            try:
+                stamps = {entry.name: entry.stat().st_mtime_ns for entry in os.scandir(self.directory) if entry.name.endswith(SUFFIX) and entry.is_file()}
+            except OSError:  # no folder: no templates
+                stamps = {}
+            if stamps != self._stamps:
+                self._text.cache.clear()  # type: ignore[union-attr]
+                self._html.cache.clear()  # type: ignore[union-attr]
+                self._stamps = stamps
+            self._looked = time.monotonic()
 
     def path(self, name: str) -> Path:
         return self.directory / f"{name}{SUFFIX}"
@@ -98,7 +128,8 @@ class TemplateSet:
     def check(self, name: str) -> list[Problem]:
         """Syntax and the required blocks, without rendering."""
         path = self.path(name)
-        if not path.is_file():
+        self._look()
+        if f"{name}{SUFFIX}" not in self._stamps:
             return [Problem(Location(path), f"template {name!r} does not exist; create {path}")]
         try:
             template = self._text.get_template(f"{name}{SUFFIX}")

@@ -107,3 +107,32 @@ def test_template_code_in_a_lead_field_is_printed_verbatim(payload: str) -> None
     ctx = {"lead": {"email": "x@example.com", "first_name": payload}, "owner": {"name": "P"}, "mailbox": {}, "sequence": {"name": "s"}, "step": {"id": "x"}}
     rendered = TEMPLATES.render("initial_outreach", ctx)
     assert f"Hi {payload}," in rendered.text
+
+
+def test_templates_are_compiled_once_and_an_edit_counts_from_the_next_look(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from outreach.mail import templates as tpl
+
+    (tmp_path / "_sign.j2").write_text("Priya")
+    (tmp_path / "note.j2").write_text('{% block subject %}Hello{% endblock %}{% block text %}Hi {{ lead.first_name }}, {% include "_sign.j2" %}{% endblock %}')
+    clock = [100.0]
+    monkeypatch.setattr(tpl.time, "monotonic", lambda: clock[0])
+    templates = tpl.TemplateSet(tmp_path)
+    lead = {"lead": {"first_name": "Ananya"}}
+    assert templates.render("note", lead).text == "Hi Ananya, Priya\n"
+    stats = []
+    real_scandir = tpl.os.scandir
+    monkeypatch.setattr(tpl.os, "scandir", lambda path: stats.append(path) or real_scandir(path))
+    for _ in range(50):
+        assert templates.render("note", lead).subject == "Hello"
+    assert stats == [], "no look at the folder between two seconds"
+    (tmp_path / "_sign.j2").write_text("Priya Sharma")
+    (tmp_path / "later.j2").write_text("{% block subject %}Later{% endblock %}{% block text %}x{% endblock %}")
+    assert templates.render("note", lead).text == "Hi Ananya, Priya\n", "within the second: the compiled templates"
+    assert templates.check("later") and "does not exist" in templates.check("later")[0].message
+    clock[0] += tpl.RECHECK
+    assert templates.render("note", lead).text == "Hi Ananya, Priya Sharma\n", "an edit to an included file counts for those that include it"
+    assert templates.check("later") == []
+    assert len(stats) == 1
+    (tmp_path / "later.j2").unlink()
+    clock[0] += tpl.RECHECK
+    assert "does not exist" in templates.check("later")[0].message
