@@ -18,25 +18,22 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import random
-import re
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
-from email.utils import getaddresses
 from typing import Any
 
 from sqlalchemy import case, func, select, update
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session, load_only, selectinload
 
 from outreach.config import MailboxConfig
 from outreach.db.batch import among, assign_ids
 from outreach.db.models import Enrollment, FolderCursor, InboundMail, Lead, Mailbox, Message, Suppression, Task, Thread, email_domain
 from outreach.db.session import transaction
 from outreach.mail import inbound as inb
-from outreach.mail import intake
+from outreach.mail import intake, triage
 from outreach.mail.compose import base_subject
 from outreach.mail.sentiment import is_negative
 from outreach.mail.reader import Fetched, FolderReader, FolderState
@@ -53,13 +50,6 @@ BODY_BUDGET = 32 * BODY_LIMIT  # bytes of bodies a part holds (two are held at o
 IDLE_TURN = 5.0  # seconds per IDLE turn
 SOFT_BOUNCE_LIMIT = 3  # soft bounces to one address before it is treated as hard
 THREAD_SPAN = dt.timedelta(days=120)  # how long after our last message a subject-only match still counts
-_REPORT_SENDERS = ("mailer-daemon", "postmaster", "mail-daemon", "mailerdaemon", "bounce", "noreply", "no-reply")
-_REPORT_SUBJECT = re.compile(
-    r"undeliver|delivery (status|fail|notification|report|problem)|returned mail|failure notice|mail delivery|not (be )?delivered|"
-    r"nondeliverable|non[- ]?remis|unzustellbar|no entregado|rejected|bounce|abuse report|complaint",
-    re.IGNORECASE,
-)
-_AUTO_HEADERS = ("auto-submitted", "x-autoreply", "x-autorespond", "x-ms-exchange-inbox-rules-loop", "x-ms-exchange-generated-message-source", "x-auto-response")
 _FREE_MAIL = frozenset({"gmail.com", "googlemail.com", "yahoo.com", "hotmail.com", "outlook.com", "live.com", "aol.com", "icloud.com", "me.com", "proton.me", "protonmail.com", "gmx.de", "gmx.net", "web.de", "mail.ru", "yandex.ru", "qq.com", "163.com", "rediffmail.com"})
 
 
@@ -339,14 +329,14 @@ class MailboxPoller:
     def _wanted(self, session: Session, folder: str, fetched: list[Fetched]) -> list[int]:
         """The messages worth a body: those that may concern one of our threads, leads or sends."""
         inbox = folder == "INBOX"
-        glances = [_glance(item, inbox=inbox) for item in fetched]
+        glances = [triage.glance(item.uid, item.header, inbox=inbox) for item in fetched]
         refs = set().union(*(g.refs for g in glances))
         people = set().union(*(g.people for g in glances))
         ours = set(session.scalars(select(Message.message_id).where(among(session, Message.message_id, refs)))) if refs else set()
         leads = set(session.scalars(select(Lead.email).where(among(session, Lead.email, people)))) if people else set()
         domains = {email_domain(a) for a in people} - _FREE_MAIL
         lead_domains = set(session.scalars(select(Lead.domain).where(among(session, Lead.domain, domains)).distinct())) if domains else set()
-        return [g.uid for g in glances if g.refs & ours or g.people & leads or g.domains & lead_domains or (inbox and g.automatic)]
+        return [g.uid for g in glances if (inbox and g.automatic) or g.refs & ours or g.people & leads or (lead_domains and g.domains & lead_domains)]
 
     # -- one message ---------------------------------------------------------------------------
 
@@ -573,80 +563,17 @@ def _key(message: inb.Inbound) -> str:
     return message.message_id or f"digest:{message.fallback_key}"
 
 
-@dataclass(frozen=True)
-class _Glance:
-    """What a message's headers say, read once: enough to tell whether its body is worth fetching."""
-
-    uid: int
-    refs: frozenset[str]  # the Message-IDs it answers
-    people: frozenset[str]  # INBOX: who wrote it (From, Reply-To); Sent: to whom (To, Cc)
-    automatic: bool  # looks like a report, an auto-reply or an opt-out to our mailto:
-
-    @property
-    def domains(self) -> set[str]:
-        return {email_domain(a) for a in self.people}
-
-
-_FOLD = re.compile(rb"\r?\n[ \t]")
-
-
-def _fields(header: bytes) -> list[tuple[str, str]]:
-    """A header block as (lower-cased name, value) pairs, in order, folded lines joined: the few
-    fields the triage looks at, read without building a message (the body, if fetched, is parsed properly)."""
-    fields = []
-    for line in _FOLD.sub(b" ", header).decode("ascii", "replace").split("\n"):
-        name, colon, value = line.partition(":")
-        name = name.rstrip()
-        if colon and name and " " not in name and "\t" not in name:  # not a field: an mbox "From " line, a stray line
-            fields.append((name.lower(), value.strip()))
-    return fields
-
-
-def _glance(item: Fetched, *, inbox: bool) -> _Glance:
-    pairs = _fields(item.header)
-    fields: dict[str, str] = {}
-    for name, value in pairs:
-        fields.setdefault(name, value)  # the first of a repeated field is enough for these tests
-    names = ("from", "reply-to") if inbox else ("to", "cc")
-    people = _addresses(tuple(value for name, value in pairs if name in names))
-    refs = frozenset(_ids(f"{fields.get('in-reply-to', '')} {fields.get('references', '')}"))
-    return _Glance(item.uid, refs, people, inbox and (_looks_automatic(fields, people) or fields.get("subject", "").strip().lower() == "unsubscribe"))
-
-
-def _ids(values: str) -> list[str]:
-    return [f"<{part.split('>')[0]}>" for part in values.split("<")[1:] if ">" in part]
-
-
-@lru_cache(maxsize=4096)
-def _addresses(values: tuple[str, ...]) -> frozenset[str]:
-    """The addresses in these header values, lower-cased (the same senders come again and again)."""
-    try:
-        return frozenset(address.lower() for _, address in getaddresses(list(values)) if "@" in address)
-    except Exception:  # a mangled address header concerns nobody
-        return frozenset()
-
-
-def _looks_automatic(fields: dict[str, str], senders: frozenset[str]) -> bool:
-    """Reports and auto-replies, from the headers alone: worth a body even when they name nobody we know."""
-    sender = " ".join(sorted(senders)) or fields.get("from", "").lower()
-    return (
-        not sender
-        or any(name in sender.replace("_", "") for name in _REPORT_SENDERS)
-        or _REPORT_SUBJECT.search(fields.get("subject", "")) is not None
-        or "multipart/report" in fields.get("content-type", "").lower()
-        or fields.get("return-path", "").strip() == "<>"
-        or any(name in fields and fields[name].strip().lower() != "no" for name in _AUTO_HEADERS)
-        or fields.get("precedence", "").strip().lower() in ("auto_reply", "bulk", "junk")
-    )
-
-
 def _prefetch(session: Session, items: list[_Item]) -> _Seen:
     """In two queries: the messages we sent that the chunk's messages are or refer to, and which of them were recorded before."""
     ids = {i for item in items for i in (item.message.message_id, *item.refers_to) if i}
     sent: dict[str, Message] = {}
     if ids:
         # by key, not joined: each table is read through its index (a join of them all reads them whole)
-        query = select(Message).where(among(session, Message.message_id, ids), Message.direction == "out").options(selectinload(Message.enrollment), selectinload(Message.thread))
+        query = select(Message).where(among(session, Message.message_id, ids), Message.direction == "out").options(
+            load_only(Message.id, Message.direction, Message.message_id, Message.lead_id, Message.enrollment_id, Message.thread_id, Message.status, Message.sent_at),  # what matching reads
+            selectinload(Message.enrollment),
+            selectinload(Message.thread),
+        )
         for message in session.scalars(query):
             assert message.message_id is not None
             if message.message_id not in sent or _recency(message) > _recency(sent[message.message_id]):

@@ -8,8 +8,8 @@ from email.parser import BytesHeaderParser
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from outreach.mail.reader import Fetched
-from outreach.poller import _fields, _glance
+from outreach.mail.triage import fields as _fields
+from outreach.mail.triage import glance as _glance
 from tests import corpus
 
 names = st.sampled_from(["From", "Reply-To", "To", "Cc", "Subject", "In-Reply-To", "References", "Return-Path", "Auto-Submitted", "Precedence", "Content-Type", "X-Autoreply", "X-Header"])
@@ -53,7 +53,7 @@ def test_fields_agree_with_the_email_package_on_the_corpus() -> None:
 
 def test_the_glance_wants_answers_reports_and_auto_replies_and_not_newsletters() -> None:
     def glance(head: str) -> tuple[frozenset[str], frozenset[str], bool]:
-        seen = _glance(Fetched(1, head.replace("\n", "\r\n").encode(), 100, None), inbox=True)
+        seen = _glance(1, head.replace("\n", "\r\n").encode(), inbox=True)
         return seen.refs, seen.people, seen.automatic
 
     assert glance("From: Asha <Asha@Client.example>\nIn-Reply-To: <a@us>\nReferences: <r@us>\n <a@us>\n\n") == (frozenset({"<a@us>", "<r@us>"}), frozenset({"asha@client.example"}), False)
