@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import re
+from functools import lru_cache
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -106,7 +107,13 @@ class WindowSpec(Strict):
         return value
 
     def build(self) -> Window:
-        return Window.parse(self.days, self.hours)
+        return _window(self.days if isinstance(self.days, str) else tuple(self.days), self.hours)
+
+
+@lru_cache(maxsize=256)
+def _window(days: str | tuple[str, ...], hours: str) -> Window:
+    """Windows are parsed once: a calendar is built for every answer and every step."""
+    return Window.parse(days, hours)
 
 
 class AutoReplyPolicy(Strict):
