@@ -14,7 +14,8 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session
+from sqlalchemy.orm.util import identity_key
 from sqlalchemy.orm.attributes import flag_modified
 
 from outreach.clock import Clock, SystemClock
@@ -576,9 +577,14 @@ def running_enrollments(session: Session, lead_ids: set[int]) -> dict[int, list[
     """The leads' running enrollments, oldest first, in one query."""
     running: dict[int, list[Enrollment]] = {lead_id: [] for lead_id in lead_ids}
     if lead_ids:
-        query = select(Enrollment).where(Enrollment.lead_id.in_(lead_ids), Enrollment.phase.in_(ACTIVE_PHASES)).order_by(Enrollment.id)
-        for enrollment in session.scalars(query.options(selectinload(Enrollment.lead))):  # the leads are usually in the session already
-            running[enrollment.lead_id].append(enrollment)
+        rows = session.execute(select(Enrollment.id, Enrollment.lead_id).where(Enrollment.lead_id.in_(lead_ids), Enrollment.phase.in_(ACTIVE_PHASES)).order_by(Enrollment.id)).all()
+        # the poller has most of them in the session already (the enrollments its sends belong to): only the others are loaded
+        missing = [key for key, _ in rows if session.identity_map.get(identity_key(Enrollment, key)) is None]
+        loaded = session.scalars(select(Enrollment).where(Enrollment.id.in_(missing))).all() if missing else []  # held: the session keeps only weak references
+        for key, lead_id in rows:
+            enrollment = session.get(Enrollment, key)
+            assert enrollment is not None
+            running[lead_id].append(enrollment)
     return running
 
 
