@@ -30,7 +30,7 @@ from dramatiq.brokers.redis import RedisBroker  # noqa: E402
 
 from bench.common import ROOT, START, seeded_app  # noqa: E402
 from outreach.mail.compose import Party, compose, make_message_id  # noqa: E402
-from outreach.runner import step  # noqa: E402
+from outreach.runner import step, tune_collector  # noqa: E402
 from workers import actors  # noqa: E402
 
 SERVER = """
@@ -142,6 +142,7 @@ def main() -> None:
     parser.add_argument("--processes", type=int, default=2, help="worker processes (`dramatiq workers.actors`); 0: threads in this process")
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/0")
     args = parser.parse_args()
+    tune_collector()  # this process is the scheduler (as `outreach scheduler` does) and then the raw loop
     port = free_port()
     server = subprocess.Popen([sys.executable, "-c", SERVER, str(port)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:

@@ -37,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import psycopg  # noqa: E402
 
 from bench.common import START, postgres_database, workspace  # noqa: E402
+from outreach.runner import tune_collector  # noqa: E402
 from tests.servers import Dovecot  # noqa: E402
 
 PASSWORD_ENV = "OUTREACH_BENCH_IMAP_PASSWORD"
@@ -331,6 +332,7 @@ def main() -> None:
     dovecot = Dovecot({box: "bench" for box in (BIG, SMALL, "meera@appneural.example", "support@appneural.example")}).start()
     try:
         with setup(dovecot, leads.count) as (app, _url):
+            tune_collector()  # as `outreach poll` does once it has started (both sides of each ratio run in this process)
             idle_cost(dovecot, app, args.big)
             throughput(dovecot, app, args.new, shares, args.rounds, leads)
             latency(dovecot, app, args.samples, leads)

@@ -423,7 +423,7 @@ def run(
     import threading
 
     from outreach.poller import start_watchers
-    from outreach.runner import embedded_worker, run_scheduler
+    from outreach.runner import embedded_worker, run_scheduler, tune_collector
     from outreach.tracking.web import parse_listen, serve
 
     try:
@@ -436,6 +436,7 @@ def run(
             signal.signal(signal.SIGTERM, lambda *_: stop.set())
             watchers = start_watchers(application, stop)
             web = serve(application, *address, stop) if address else None
+            tune_collector()
             out.print(f"outreach running: {len(application.settings.workspace.mailboxes)} mailbox(es), {len(watchers)} watched over IMAP, broker {application.settings.broker_url}, {threads} sending thread(s){f', unsubscribe endpoint on port {web.port}' if web else ''}. Ctrl-C stops.")
             try:
                 run_scheduler(application, actors.enqueue, stop, interval=interval)
@@ -465,11 +466,12 @@ def scheduler(
     import signal
     import threading
 
-    from outreach.runner import run_scheduler
+    from outreach.runner import run_scheduler, tune_collector
 
     try:
         with _app(workspace) as application:
             broker, actors = _broker_and_actors(application.settings.broker_url)
+            tune_collector()
             stop = threading.Event()
             signal.signal(signal.SIGTERM, lambda *_: stop.set())
             try:
@@ -533,7 +535,7 @@ def poll(
     import threading
 
     from outreach.poller import PollResult, poll_all, start_watchers
-    from outreach.runner import prepare
+    from outreach.runner import prepare, tune_collector
 
     def show(address: str, result: PollResult) -> None:
         if result.recorded or result.resynced:
@@ -549,6 +551,7 @@ def poll(
                     if not result.recorded:
                         out.print(f"{address}: {result.seen} new message(s), none about our leads")
                 return
+            tune_collector()
             stop = threading.Event()
             signal.signal(signal.SIGTERM, lambda *_: stop.set())
             watchers = start_watchers(application, stop, interval=interval, on_result=show)

@@ -10,6 +10,7 @@ import dramatiq
 
 from outreach.config import load_settings
 from outreach.delivery import deliver, deliver_many
+from outreach.runner import tune_collector
 from outreach.service import App
 from workers.broker import make_broker
 
@@ -32,6 +33,7 @@ def get_app() -> App:
     with _lock:
         if _app is None:
             _app = App(load_settings(), migrate=False)
+            tune_collector()  # a worker process is a long-running service: its start-up is done
         return _app
 
 
