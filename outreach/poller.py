@@ -217,19 +217,16 @@ class MailboxPoller:
             if not uids:
                 self._move_cursor(mailbox_pk, folder, state.uidvalidity, state.uidnext - 1)
         readings = (reading for start in range(0, len(uids), CHUNK) for reading in self._read(folder, uids[start : start + CHUNK]))
-        ahead: _Reading | None = None
-        while True:  # one chunk ahead: the next one is fetched (and parsed, in a worker) while this one is recorded
-            try:
-                reading = next(readings, None)
-            except Exception:  # the server went away: what was read is recorded first
-                if ahead is not None:
-                    self._record(mailbox_pk, folder, state.uidvalidity, ahead.chunk(), result)
-                raise
+        ahead: _Reading | None = None  # one chunk ahead: the next one is fetched (and parsed, in a worker) while this one is recorded
+        try:
+            for reading in readings:
+                done, ahead = ahead, None
+                if done is not None:
+                    self._record(mailbox_pk, folder, state.uidvalidity, done.chunk(), result)
+                ahead = reading
+        finally:  # the last chunk; or, should the server go away while the next is fetched, the one read before it
             if ahead is not None:
                 self._record(mailbox_pk, folder, state.uidvalidity, ahead.chunk(), result)
-            if reading is None:
-                return
-            ahead = reading
 
     def _read(self, folder: str, uids: Sequence[int], *, everything: bool = False) -> Iterator[_Reading]:
         """Headers first; then the bodies of what may concern us (or of `everything`), handed to be

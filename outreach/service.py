@@ -579,12 +579,12 @@ def running_enrollments(session: Session, lead_ids: set[int]) -> dict[int, list[
     if lead_ids:
         rows = session.execute(select(Enrollment.id, Enrollment.lead_id).where(Enrollment.lead_id.in_(lead_ids), Enrollment.phase.in_(ACTIVE_PHASES)).order_by(Enrollment.id)).all()
         # the poller has most of them in the session already (the enrollments its sends belong to): only the others are loaded
-        missing = [key for key, _ in rows if session.identity_map.get(identity_key(Enrollment, key)) is None]
-        loaded = session.scalars(select(Enrollment).where(Enrollment.id.in_(missing))).all() if missing else []  # held: the session keeps only weak references
+        held = {key: session.identity_map.get(identity_key(Enrollment, key)) for key, _ in rows}
+        missing = [key for key, enrollment in held.items() if enrollment is None]
+        if missing:
+            held.update((e.id, e) for e in session.scalars(select(Enrollment).where(Enrollment.id.in_(missing))))
         for key, lead_id in rows:
-            enrollment = session.get(Enrollment, key)
-            assert enrollment is not None
-            running[lead_id].append(enrollment)
+            running[lead_id].append(held[key])  # type: ignore[arg-type]
     return running
 
 

@@ -88,9 +88,12 @@ class Readers:
         self._lock = threading.Lock()
 
     def start(self) -> None:
-        """Start the workers now (each imports the classifier, a second or so), not on the first large batch."""
+        """Start the workers now (each imports the classifier, a second or so), not on the first
+        large batch; once, however many pollers ask."""
+        with self._lock:
+            fresh = self._pool is None
         pool = self._get()
-        if pool is not None:
+        if pool is not None and fresh:
             for _ in range(self.workers):
                 pool.submit(_warm)
 
