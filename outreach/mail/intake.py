@@ -91,11 +91,11 @@ class Readers:
         """Start the workers now (each imports the classifier, a second or so), not on the first
         large batch; once, however many pollers ask."""
         with self._lock:
-            fresh = self._pool is None
-        pool = self._get()
-        if pool is not None and fresh:
-            for _ in range(self.workers):
-                pool.submit(_warm)
+            if self.workers < 1 or self._pool is not None:
+                return
+            pool = self._pool = self._new_pool()
+        for _ in range(self.workers):
+            pool.submit(_warm)
 
     def submit(self, batch: Batch, now: dt.datetime, *, classify: bool) -> Pending:
         pool = self._get() if len(batch) >= POOL_FROM else None
@@ -126,9 +126,12 @@ class Readers:
             return None
         with self._lock:
             if self._pool is None:
-                # spawn, not fork: the process has threads (a poller per mailbox) and open connections
-                self._pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"))
+                self._pool = self._new_pool()
             return self._pool
+
+    def _new_pool(self) -> ProcessPoolExecutor:
+        # spawn, not fork: the process has threads (a poller per mailbox) and open connections
+        return ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"))
 
 
 def _warm() -> None:

@@ -8,8 +8,7 @@ from email.parser import BytesHeaderParser
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from outreach.mail.triage import fields as _fields
-from outreach.mail.triage import glance as _glance
+from outreach.mail import triage
 from tests import corpus
 
 names = st.sampled_from(["From", "Reply-To", "To", "Cc", "Subject", "In-Reply-To", "References", "Return-Path", "Auto-Submitted", "Precedence", "Content-Type", "X-Autoreply", "X-Header"])
@@ -35,7 +34,7 @@ def _parser_view(block: bytes) -> list[tuple[str, str]]:
 @given(header_blocks())
 def test_fields_read_a_header_block_as_the_email_package_does(block: tuple[bytes, list[tuple[str, str]]]) -> None:
     raw, written = block
-    ours = [(name, " ".join(value.split())) for name, value in _fields(raw)]
+    ours = [(name, " ".join(value.split())) for name, value in triage.fields(raw)]
     assert ours == _parser_view(raw)
     assert ours == [(name.lower(), " ".join(value.split())) for name, value in written]
 
@@ -45,7 +44,7 @@ def test_fields_agree_with_the_email_package_on_the_corpus() -> None:
     corpus.require()
     for case in corpus.all_cases():
         head = case.raw().replace(b"\r\n", b"\n").split(b"\n\n", 1)[0] + b"\n\n"
-        ours = [(name, " ".join(value.split())) for name, value in _fields(head)]
+        ours = [(name, " ".join(value.split())) for name, value in triage.fields(head)]
         assert ours == _parser_view(head), case.path
         checked += 1
     assert checked > 500
@@ -53,7 +52,7 @@ def test_fields_agree_with_the_email_package_on_the_corpus() -> None:
 
 def test_the_glance_wants_answers_reports_and_auto_replies_and_not_newsletters() -> None:
     def glance(head: str) -> tuple[frozenset[str], frozenset[str], bool]:
-        seen = _glance(1, head.replace("\n", "\r\n").encode(), inbox=True)
+        seen = triage.glance(1, head.replace("\n", "\r\n").encode(), inbox=True)
         return seen.refs, seen.people, seen.automatic
 
     assert glance("From: Asha <Asha@Client.example>\nIn-Reply-To: <a@us>\nReferences: <r@us>\n <a@us>\n\n") == (frozenset({"<a@us>", "<r@us>"}), frozenset({"asha@client.example"}), False)
