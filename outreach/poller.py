@@ -33,10 +33,10 @@ from outreach.db.batch import among, assign_ids
 from outreach.db.models import Enrollment, FolderCursor, InboundMail, Lead, Mailbox, Message, Suppression, Task, Thread, email_domain
 from outreach.db.session import transaction
 from outreach.mail import inbound as inb
-from outreach.mail import intake, triage
+from outreach.mail import intake
 from outreach.mail.compose import base_subject
 from outreach.mail.sentiment import is_negative
-from outreach.mail.reader import Fetched, FolderReader, FolderState
+from outreach.mail.reader import FolderReader, FolderState
 from outreach.mail.transport import TemporaryFailure
 from outreach.sequences import engine as eng
 from outreach.scheduler import escalate_answer
@@ -82,7 +82,7 @@ class _Seen:
 class _Item:
     """A fetched message, parsed once; in INBOX, classified before the transaction opens."""
 
-    fetched: Fetched
+    fetched: intake.Headed
     read: intake.Read
 
     @property
@@ -119,7 +119,7 @@ class _Chunk:
 class _Reading:
     """A chunk whose bodies are being parsed and classified (in a worker, for a large one)."""
 
-    def __init__(self, fetched: list[Fetched], pending: intake.Pending, gone: Sequence[int] = ()) -> None:
+    def __init__(self, fetched: list[intake.Headed], pending: intake.Pending[intake.Read], gone: Sequence[int] = ()) -> None:
         self.fetched, self.pending, self.gone = fetched, pending, list(gone)
 
     def chunk(self) -> _Chunk:
@@ -179,7 +179,7 @@ class MailboxPoller:
             mailbox_pk = session.scalar(select(Mailbox.id).where(Mailbox.address == self.address))
         assert mailbox_pk is not None
         result = PollResult()
-        for reading in self._read(folder, uids, everything=True):
+        for reading in self._read(folder, uids, self._headers(folder, uids).result(), everything=True):
             result.add(self._record_chunk(mailbox_pk, folder, None, reading.chunk(), isolate=True))
         return result
 
@@ -216,7 +216,8 @@ class MailboxPoller:
             uids = self.reader.uids_since(since.date()) if since else []
             if not uids:
                 self._move_cursor(mailbox_pk, folder, state.uidvalidity, state.uidnext - 1)
-        readings = (reading for start in range(0, len(uids), CHUNK) for reading in self._read(folder, uids[start : start + CHUNK]))
+        chunks = [uids[start : start + CHUNK] for start in range(0, len(uids), CHUNK)]
+        readings = (reading for chunk, headed in self._all_headers(folder, chunks) for reading in self._read(folder, chunk, headed))
         ahead: _Reading | None = None  # one chunk ahead: the next one is fetched (and parsed, in a worker) while this one is recorded
         try:
             for reading in readings:
@@ -228,17 +229,34 @@ class MailboxPoller:
             if ahead is not None:
                 self._record(mailbox_pk, folder, state.uidvalidity, ahead.chunk(), result)
 
-    def _read(self, folder: str, uids: Sequence[int], *, everything: bool = False) -> Iterator[_Reading]:
-        """Headers first; then the bodies of what may concern us (or of `everything`), handed to be
+    def _headers(self, folder: str, uids: Sequence[int]) -> intake.Pending[intake.Headed]:
+        """The headers of these messages, fetched now and handed to be parsed and glanced at: a FETCH
+        a worker, for a large chunk, so that the workers parse it together."""
+        pieces = self.readers.split(uids, intake.HEADERS_POOL_FROM)
+        return intake.Pending.joined([self.readers.submit_headers(self.reader.raw_headers(piece), piece, inbox=folder == "INBOX") for piece in pieces])
+
+    def _all_headers(self, folder: str, chunks: Iterable[Sequence[int]]) -> Iterator[tuple[Sequence[int], list[intake.Headed]]]:
+        """Each chunk's headers, parsed: the next chunk's are fetched before this one's are waited for,
+        so that the connection reads while a worker parses."""
+        ahead: tuple[Sequence[int], intake.Pending[intake.Headed]] | None = None
+        for uids in chunks:
+            pending = self._headers(folder, uids)
+            if ahead is not None:
+                yield ahead[0], ahead[1].result()
+            ahead = (uids, pending)
+        if ahead is not None:
+            yield ahead[0], ahead[1].result()
+
+    def _read(self, folder: str, uids: Sequence[int], fetched: list[intake.Headed], *, everything: bool = False) -> Iterator[_Reading]:
+        """Given the headers, the bodies of what may concern us (or of `everything`), handed to be
         parsed and, in INBOX, classified. In parts, each fetched when the one before it is handed on,
         so that no more than two parts' bodies (BODY_BUDGET bytes each) are held at once."""
-        fetched = self.reader.headers(uids)
         if everything:
             wanted = {item.uid for item in fetched}
         else:
             with self.app.sessions() as session:
-                wanted = set(self._wanted(session, folder, fetched))
-        parts: list[list[Fetched]] = [[]]
+                wanted = set(self._wanted(session, fetched))
+        parts: list[list[intake.Headed]] = [[]]
         budget = BODY_BUDGET
         for item in fetched:
             cost = min(item.size, BODY_LIMIT) if item.uid in wanted else 0
@@ -323,17 +341,16 @@ class MailboxPoller:
             cursor.last_uid = max(cursor.last_uid, last_uid)
             cursor.updated_at = now
 
-    def _wanted(self, session: Session, folder: str, fetched: list[Fetched]) -> list[int]:
+    def _wanted(self, session: Session, fetched: list[intake.Headed]) -> list[int]:
         """The messages worth a body: those that may concern one of our threads, leads or sends."""
-        inbox = folder == "INBOX"
-        glances = [triage.glance(item.uid, item.header, inbox=inbox) for item in fetched]
+        glances = [item.glance for item in fetched]
         refs = set().union(*(g.refs for g in glances))
         people = set().union(*(g.people for g in glances))
         ours = set(session.scalars(select(Message.message_id).where(among(session, Message.message_id, refs)))) if refs else set()
         leads = set(session.scalars(select(Lead.email).where(among(session, Lead.email, people)))) if people else set()
         domains = {email_domain(a) for a in people} - _FREE_MAIL
         lead_domains = set(session.scalars(select(Lead.domain).where(among(session, Lead.domain, domains)).distinct())) if domains else set()
-        return [g.uid for g in glances if (inbox and g.automatic) or g.refs & ours or g.people & leads or (lead_domains and g.domains & lead_domains)]
+        return [g.uid for g in glances if g.automatic or g.refs & ours or g.people & leads or (lead_domains and g.domains & lead_domains)]
 
     # -- one message ---------------------------------------------------------------------------
 

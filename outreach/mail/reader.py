@@ -16,6 +16,7 @@ from typing import Any
 
 from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientError
+from imapclient.response_parser import parse_fetch_response
 
 from outreach.config import ImapConfig
 from outreach.mail.transport import TemporaryFailure
@@ -29,6 +30,9 @@ HEADER_FIELDS = (
     "X-MS-EXCHANGE-INBOX-RULES-LOOP", "X-MS-EXCHANGE-GENERATED-MESSAGE-SOURCE",
 )
 HEADER_PART = f"BODY.PEEK[HEADER.FIELDS ({' '.join(HEADER_FIELDS)})]"
+HEADER_ITEMS = (HEADER_PART, "RFC822.SIZE", "INTERNALDATE")
+
+RawFetch = list[Any]  # a FETCH's untagged responses as read off the connection (imaplib's form), not yet parsed
 
 
 @dataclass(frozen=True)
@@ -112,18 +116,23 @@ class FolderReader:
         return sorted(self._call("SEARCH SINCE", lambda c: c.search(["SINCE", day])))
 
     def headers(self, uids: Sequence[int]) -> list[Fetched]:
+        return parse_headers(self.raw_headers(uids), uids)
+
+    def raw_headers(self, uids: Sequence[int]) -> RawFetch:
+        """The header FETCH as read, for `parse_headers`. Reading it is the connection's work; parsing it
+        (imapclient's lexer, three times the reading) is CPU work that a worker process can take."""
         if not uids:
-            return []
-        data = self._call("FETCH headers", lambda c: c.fetch(list(uids), [HEADER_PART, "RFC822.SIZE", "INTERNALDATE"]))
-        fetched = []
-        for uid in sorted(data):
-            item = data[uid]
-            when = item.get(b"INTERNALDATE")
-            if isinstance(when, dt.datetime) and when.tzinfo is None:
-                when = when.astimezone()  # imapclient gives local naive times by default
-            header = next((value for key, value in item.items() if isinstance(key, bytes) and key.startswith(b"BODY[HEADER")), b"")  # servers name the part as they like
-            fetched.append(Fetched(uid, bytes(header or b""), int(item.get(b"RFC822.SIZE") or 0), when.astimezone(dt.timezone.utc) if when else None))
-        return fetched
+            return [None]
+        command = (",".join(str(uid) for uid in uids), f"({' '.join(HEADER_ITEMS)})")
+
+        def fetch(client: IMAPClient) -> RawFetch:
+            # imapclient's fetch is imaplib's UID FETCH on this connection, then parse_fetch_response: the first half only
+            typ, data = client._imap.uid("FETCH", *command)
+            if typ != "OK":
+                raise IMAPClientError(f"FETCH failed: {data!r}")
+            return data  # type: ignore[no-any-return]
+
+        return self._call("FETCH headers", fetch)  # type: ignore[no-any-return]
 
     def bodies(self, uids: Sequence[int], limit: int) -> dict[int, bytes]:
         """Whole messages, or their first `limit` bytes: enough for any reply or report, not a 20 MB attachment."""
@@ -161,3 +170,21 @@ class FolderReader:
                     client.shutdown()
                 except (IMAPClientError, OSError):
                     pass
+
+
+def parse_headers(data: RawFetch, uids: Sequence[int]) -> list[Fetched]:
+    """A header FETCH's responses (`FolderReader.raw_headers`) as `Fetched`, in UID order. Responses
+    the server volunteered (a flag changed elsewhere) carry no UID and are left out: keyed by UID,
+    as imapclient's fetch keys them, one would stand for whichever asked-for UID equals its number."""
+    asked = set(uids)
+    fetched = []
+    for item in parse_fetch_response(data, True, False).values():  # keyed by sequence number; the UID is an item
+        uid = item.get(b"UID")
+        if uid not in asked:
+            continue
+        when = item.get(b"INTERNALDATE")
+        if isinstance(when, dt.datetime) and when.tzinfo is None:
+            when = when.astimezone()  # imapclient gives local naive times by default
+        header = next((value for key, value in item.items() if isinstance(key, bytes) and key.startswith(b"BODY[HEADER")), b"")  # servers name the part as they like
+        fetched.append(Fetched(uid, bytes(header or b""), int(item.get(b"RFC822.SIZE") or 0), when.astimezone(dt.timezone.utc) if isinstance(when, dt.datetime) else None))
+    return sorted(fetched, key=lambda f: f.uid)

@@ -10,6 +10,8 @@ import time
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from outreach.mail import intake
 from outreach.mail.inbound import Kind
@@ -106,3 +108,28 @@ def test_a_dead_worker_loses_nothing(readers: intake.Readers, batch: intake.Batc
     again = readers.submit(batch, NOW, classify=True).result()  # and the next batch has a worker again
     assert readers._pool is not None and readers._pool is not pool
     assert _answers(again) == expected
+
+
+@given(items=st.integers(0, 3000), workers=st.integers(0, 6), smallest=st.integers(1, 300))
+def test_a_batch_is_split_into_a_piece_a_worker_none_too_small(items: int, workers: int, smallest: int) -> None:
+    batch = list(range(items))
+    pieces = intake.Readers(workers=workers).split(batch, smallest)
+    assert [x for piece in pieces for x in piece] == batch  # all of it, in order, once
+    assert 1 <= len(pieces) <= max(1, workers)
+    if len(pieces) > 1:
+        assert min(len(piece) for piece in pieces) >= smallest and max(len(p) for p in pieces) - min(len(p) for p in pieces) <= 1
+    if workers > 1 and items >= 2 * smallest:
+        assert len(pieces) >= 2  # a large batch is shared
+
+
+def test_two_workers_share_a_batch_and_answer_in_order(batch: intake.Batch) -> None:
+    readers = intake.Readers(workers=2)
+    readers.start()
+    try:
+        assert len(readers.split(batch, intake.POOL_FROM)) == 2
+        there = readers.submit(batch, NOW, classify=True).result()
+    finally:
+        readers.close()
+    assert [r.uid for r in there] == [uid for uid, _, _ in batch]
+    assert all(r.parsed is None for r in there)
+    assert _answers(there) == _answers(intake.read_batch(batch, NOW, classify=True, eager=False))
