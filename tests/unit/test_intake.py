@@ -133,3 +133,34 @@ def test_two_workers_share_a_batch_and_answer_in_order(batch: intake.Batch) -> N
     assert [r.uid for r in there] == [uid for uid, _, _ in batch]
     assert all(r.parsed is None for r in there)
     assert _answers(there) == _answers(intake.read_batch(batch, NOW, classify=True, eager=False))
+
+
+def _header_fetch(count: int) -> tuple[list[object], list[int]]:
+    """A header FETCH as imaplib hands it over, for `count` messages with UIDs from 101, and a
+    flag change the server volunteered for message number 3 (no UID)."""
+    data: list[object] = []
+    for n in range(count):
+        head = f"From: Lead {n} <lead{n}@client.example>\r\nIn-Reply-To: <intro-{n}@appneural.example>\r\nSubject: Re: A proposal\r\n\r\n".encode()
+        data += [(f'{n + 1} (UID {101 + n} RFC822.SIZE {900 + n} INTERNALDATE "19-Nov-2026 17:30:00 +0000" BODY[HEADER.FIELDS (FROM IN-REPLY-TO SUBJECT)] {{{len(head)}}}'.encode(), head), b")"]
+    data.append(b"3 (FLAGS (\\Seen))")
+    return data, [101 + n for n in range(count)]
+
+
+def test_a_header_fetch_is_parsed_and_glanced_at_in_a_worker_as_here(readers: intake.Readers, caplog: pytest.LogCaptureFixture) -> None:
+    data, uids = _header_fetch(intake.HEADERS_POOL_FROM + 5)
+    here = intake.read_headers(data, uids, inbox=True)
+    assert [h.uid for h in here] == uids and [h.size for h in here[:2]] == [900, 901]
+    assert here[0].internal_date == ARRIVED and here[0].glance.refs == frozenset({"<intro-0@appneural.example>"})
+    assert here[0].glance.people == frozenset({"lead0@client.example"}) and not here[0].glance.automatic
+    assert readers.submit_headers(data, uids, inbox=True).result() == here
+    assert readers.submit_headers(data, uids[:4], inbox=True).result() == here[:4]  # a few: read here
+
+    pool = readers._pool
+    assert pool is not None
+    for pid in list(pool._processes):  # type: ignore[union-attr]
+        os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while pool._processes and time.monotonic() < deadline and not pool._broken:  # type: ignore[union-attr]
+        time.sleep(0.05)
+    assert readers.submit_headers(data, uids, inbox=True).result() == here  # the worker died: parsed here
+    assert any("reading worker" in r.getMessage() for r in caplog.records if r.levelname == "WARNING")
