@@ -4,13 +4,14 @@ import datetime as dt
 import os
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
 if TYPE_CHECKING:
+    from outreach.mail import intake
     from tests.servers import Dovecot, SmtpServer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -89,6 +90,24 @@ def dovecot(monkeypatch: pytest.MonkeyPatch) -> Iterator["Dovecot"]:
     server = Dovecot({box: PASSWORD for box in MAILBOXES}).start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def start_readers() -> Iterator[Callable[[int], "intake.Readers"]]:
+    """Reading workers, as many as asked, started (the classifier imported) and closed after the test."""
+    from outreach.mail import intake
+
+    started: list[intake.Readers] = []
+
+    def start(workers: int) -> intake.Readers:
+        readers = intake.Readers(workers=workers)
+        readers.start()
+        started.append(readers)
+        return readers
+
+    yield start
+    for readers in started:
+        readers.close()
 
 
 @pytest.fixture

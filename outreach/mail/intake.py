@@ -25,7 +25,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Generic, NamedTuple, TypeVar
+from typing import Generic, NamedTuple, TypeVar
 
 from outreach.mail import inbound as inb
 from outreach.mail import triage
@@ -145,23 +145,25 @@ class Readers:
 
     def submit(self, batch: Batch, now: dt.datetime, *, classify: bool) -> Pending[Read]:
         """Bodies to parse and, with `classify`, classify (return dates read eagerly in a worker)."""
-        parts = []
-        for piece in self.split(batch, POOL_FROM):
-            local = functools.partial(read_batch, piece, now, classify=classify, eager=False)
-            parts.append(self._part(len(batch) >= POOL_FROM, len(piece), local, functools.partial(read_batch, piece, now, classify=classify, eager=True)))
-        return Pending(self, parts)
+        large = len(batch) >= POOL_FROM
+        return Pending(self, [
+            self._part(large, len(piece), functools.partial(read_batch, piece, now, classify=classify, eager=False), functools.partial(read_batch, piece, now, classify=classify, eager=True))
+            for piece in self.split(batch, POOL_FROM)
+        ])
 
     def submit_headers(self, data: RawFetch, uids: Sequence[int], *, inbox: bool) -> Pending[Headed]:
         """A FETCH of headers to parse and glance at."""
         work = functools.partial(read_headers, data, uids, inbox=inbox)
         return Pending(self, [self._part(len(uids) >= HEADERS_POOL_FROM, len(uids), work, work)])
 
-    def _part(self, large: bool, size: int, local: Callable[[], list[R]], work: functools.partial[list[R]]) -> _Part[R]:
+    def _part(self, large: bool, size: int, local: Callable[[], list[R]], work: Callable[[], list[R]]) -> _Part[R]:
+        """One part of a batch: for a large batch, `work` goes to a worker (pickled: a partial of a module's
+        function); `local` reads it here otherwise, or should the worker die."""
         pool = self._get() if large else None
         future = None
         if pool is not None:
             try:
-                future = pool.submit(work.func, *work.args, **work.keywords)
+                future = pool.submit(work)
             except BrokenProcessPool:  # a worker died since the last batch
                 log.warning("the reading worker is gone; starting another", exc_info=True)
                 self.restart()

@@ -115,9 +115,6 @@ class FolderReader:
     def uids_since(self, day: dt.date) -> list[int]:
         return sorted(self._call("SEARCH SINCE", lambda c: c.search(["SINCE", day])))
 
-    def headers(self, uids: Sequence[int]) -> list[Fetched]:
-        return parse_headers(self.raw_headers(uids), uids)
-
     def raw_headers(self, uids: Sequence[int]) -> RawFetch:
         """The header FETCH as read, for `parse_headers`. Reading it is the connection's work; parsing it
         (imapclient's lexer, three times the reading) is CPU work that a worker process can take."""

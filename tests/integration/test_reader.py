@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 from imapclient.response_parser import parse_fetch_response
 
 from outreach.config import ImapConfig
-from outreach.mail import intake, triage
+from outreach.mail import intake
 from outreach.mail.reader import FolderReader
 from tests import corpus
 from tests.pipeline import PASSWORD_ENV
@@ -33,16 +33,13 @@ def reader(dovecot: Dovecot) -> Iterator[FolderReader]:
 
 
 @pytest.fixture
-def readers() -> Iterator[intake.Readers]:
-    readers = intake.Readers(workers=2)
-    readers.start()
-    yield readers
-    readers.close()
+def readers(start_readers: Callable[[int], intake.Readers]) -> intake.Readers:
+    return start_readers(2)
 
 
 def test_workers_parse_a_header_fetch_as_this_process_does(reader: FolderReader, readers: intake.Readers) -> None:
     uids = reader.uids_after(0)
-    here = [intake.Headed(f.uid, f.size, f.internal_date, triage.glance(f.uid, f.header, inbox=True)) for f in reader.headers(uids)]
+    here = intake.read_headers(reader.raw_headers(uids), uids, inbox=True)
     assert len(here) == len(uids) and all(h.size > 0 and h.internal_date is not None for h in here)
     assert sum(h.glance.automatic for h in here) > 100 and sum(bool(h.glance.refs) for h in here) > 50  # the corpus's reports and answers
 

@@ -7,7 +7,7 @@ import datetime as dt
 import os
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 
 import pytest
 from hypothesis import given
@@ -49,11 +49,20 @@ def _answers(reads: list[intake.Read]) -> list[tuple[object, ...]]:
 
 
 @pytest.fixture
-def readers() -> Iterator[intake.Readers]:
-    readers = intake.Readers(workers=1)
-    readers.start()
-    yield readers
-    readers.close()
+def readers(start_readers: Callable[[int], intake.Readers]) -> intake.Readers:
+    return start_readers(1)
+
+
+def _kill_workers(readers: intake.Readers) -> object:
+    """SIGKILL every worker of the pool and wait until the pool knows; the pool killed."""
+    pool = readers._pool
+    assert pool is not None
+    for pid in list(pool._processes):  # type: ignore[union-attr]
+        os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while pool._processes and time.monotonic() < deadline and not pool._broken:  # type: ignore[union-attr]
+        time.sleep(0.05)
+    return pool
 
 
 @pytest.fixture(scope="module")
@@ -96,13 +105,7 @@ def test_without_a_second_core_all_is_read_here(batch: intake.Batch) -> None:
 def test_a_dead_worker_loses_nothing(readers: intake.Readers, batch: intake.Batch, caplog: pytest.LogCaptureFixture) -> None:
     expected = _answers(intake.read_batch(batch, NOW, classify=True, eager=False))
     assert _answers(readers.submit(batch, NOW, classify=True).result()) == expected  # the worker is up
-    pool = readers._pool
-    assert pool is not None
-    for pid in list(pool._processes):  # type: ignore[union-attr]
-        os.kill(pid, signal.SIGKILL)
-    deadline = time.monotonic() + 10
-    while pool._processes and time.monotonic() < deadline and not pool._broken:  # type: ignore[union-attr]
-        time.sleep(0.05)
+    pool = _kill_workers(readers)
     assert _answers(readers.submit(batch, NOW, classify=True).result()) == expected  # read here instead
     assert any("reading worker" in r.getMessage() for r in caplog.records if r.levelname == "WARNING")
     again = readers.submit(batch, NOW, classify=True).result()  # and the next batch has a worker again
@@ -122,14 +125,10 @@ def test_a_batch_is_split_into_a_piece_a_worker_none_too_small(items: int, worke
         assert len(pieces) >= 2  # a large batch is shared
 
 
-def test_two_workers_share_a_batch_and_answer_in_order(batch: intake.Batch) -> None:
-    readers = intake.Readers(workers=2)
-    readers.start()
-    try:
-        assert len(readers.split(batch, intake.POOL_FROM)) == 2
-        there = readers.submit(batch, NOW, classify=True).result()
-    finally:
-        readers.close()
+def test_two_workers_share_a_batch_and_answer_in_order(start_readers: Callable[[int], intake.Readers], batch: intake.Batch) -> None:
+    readers = start_readers(2)
+    assert len(readers.split(batch, intake.POOL_FROM)) == 2
+    there = readers.submit(batch, NOW, classify=True).result()
     assert [r.uid for r in there] == [uid for uid, _, _ in batch]
     assert all(r.parsed is None for r in there)
     assert _answers(there) == _answers(intake.read_batch(batch, NOW, classify=True, eager=False))
@@ -155,12 +154,6 @@ def test_a_header_fetch_is_parsed_and_glanced_at_in_a_worker_as_here(readers: in
     assert readers.submit_headers(data, uids, inbox=True).result() == here
     assert readers.submit_headers(data, uids[:4], inbox=True).result() == here[:4]  # a few: read here
 
-    pool = readers._pool
-    assert pool is not None
-    for pid in list(pool._processes):  # type: ignore[union-attr]
-        os.kill(pid, signal.SIGKILL)
-    deadline = time.monotonic() + 10
-    while pool._processes and time.monotonic() < deadline and not pool._broken:  # type: ignore[union-attr]
-        time.sleep(0.05)
+    _kill_workers(readers)
     assert readers.submit_headers(data, uids, inbox=True).result() == here  # the worker died: parsed here
     assert any("reading worker" in r.getMessage() for r in caplog.records if r.levelname == "WARNING")
