@@ -59,10 +59,8 @@ def step(app: App, enqueue: Callable[[list[int]], object], *, now: dt.datetime |
         result.messages.extend(more.messages)
         result.tasks += more.tasks
         result.revisits += more.revisits
-        while batches := relay(app, now=now):
-            for batch in batches:
-                enqueue(batch)
-                ids.extend(batch)
+        while handed := relay(app, enqueue, now=now):
+            ids.extend(handed)
         if not more.enrollments:
             break
     return StepResult(tick=result, enqueued=ids)

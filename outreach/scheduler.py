@@ -3,7 +3,7 @@
 Safe in several processes at once: on PostgreSQL each tick locks the rows it takes with
 FOR UPDATE SKIP LOCKED, so two schedulers never take the same enrollment; SQLite has one
 writer. The cost follows the number of due rows (index on phase + next_action_at), not the
-size of the table. Messages are handed to the broker by `relay()`, after the commit.
+size of the table. Messages are handed to the broker by `relay()`.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,12 +25,13 @@ from outreach.mail.compose import make_message_id
 from outreach.sequences import engine as eng
 from outreach.sequences.delays import Delay
 from outreach.sequences.schema import Sequence
-from outreach.service import App, record, save_state, state_from_json
+from outreach.service import IN_FLIGHT_CHECK, App, record, save_state, state_from_json
 
 log = logging.getLogger(__name__)
 
 SCHEDULED = tuple(p.value for p in (eng.Phase.ACTIVE, eng.Phase.PAUSED, eng.Phase.ESCALATED, eng.Phase.DORMANT))
 STALE_ENQUEUE = dt.timedelta(minutes=5)
+FINISHED = ("sent", "drafted", "failed", "cancelled", "gone")  # an outbox message that will not change again ("gone": no row)
 SEND_BATCH = 50  # messages per broker message: one mailbox, one SMTP connection, a few database round trips
 
 
@@ -46,6 +48,7 @@ class _Batch:
     """What one tick knows about its enrollments, loaded in a few queries rather than per row."""
 
     planned: set[tuple[int, str]]  # (enrollment id, step key) that already have a message
+    in_flight: dict[tuple[int, str], tuple[str, dt.datetime | None, dt.datetime | None]]  # the emails awaited: status, sent_at, not_before
     threads: dict[tuple[int, int], Thread | dict[str, Any]]  # a row read, or a new one (written with `rows`)
     messages: list[Message] = field(default_factory=list)  # outbox rows made as ORM objects (escalation)
     new_threads: list[dict[str, Any]] = field(default_factory=list)
@@ -73,8 +76,17 @@ def tick(app: App, *, now: dt.datetime | None = None, batch: int = 500) -> TickR
         if not enrollments:
             return result
         ids = [e.id for e in enrollments]
+        awaited = {(e.id, e.state["sending"]) for e in enrollments if e.state.get("sending")}
+        planned: set[tuple[int, str]] = set()
+        in_flight = {}
+        query = select(Message.enrollment_id, Message.step_key, Message.status, Message.sent_at, Message.not_before).where(Message.enrollment_id.in_(ids))
+        for eid, key, status, sent_at, not_before in session.execute(query):
+            planned.add((eid, key))
+            if (eid, key) in awaited:
+                in_flight[(eid, key)] = (status, sent_at, not_before)
         work = _Batch(
-            planned={(eid, key) for eid, key in session.execute(select(Message.enrollment_id, Message.step_key).where(Message.enrollment_id.in_(ids)))},
+            planned=planned,
+            in_flight=in_flight,
             threads={(t.enrollment_id, t.number): t for t in session.scalars(select(Thread).where(Thread.enrollment_id.in_(ids)))},
         )
         with session.no_autoflush:
@@ -97,8 +109,19 @@ def _advance(app: App, session: Session, enrollment: Enrollment, seq: Sequence, 
     mailbox = app.mailbox_for(session, seq, lead, enrollment.seed)
     cal = app.calendar_for(seq, lead, mailbox)
     state = state_from_json(enrollment.state)
-    decision = eng.decide(state, seq, (), now, cal)
-    save_state(enrollment, decision.state, decision.next_action_at, now)  # first: the record's lines carry the new status and date
+    events: list[eng.Event] = []
+    upcoming: dt.datetime | None = None
+    if state.sending is not None:
+        status, sent_at, not_before = work.in_flight.get((enrollment.id, state.sending), ("gone", None, None))
+        if status in FINISHED:
+            events.append(eng.EmailDone(at=min(sent_at or now, now), step_key=state.sending, sent=status == "sent"))
+        elif not_before is not None and not_before > now:
+            upcoming = not_before + IN_FLIGHT_CHECK  # held for a window, a cap or a backoff: look again once it may have gone
+    decision = eng.decide(state, seq, events, now, cal)
+    next_at = decision.next_action_at
+    if next_at is None and upcoming is not None and decision.state.sending == state.sending:
+        next_at = upcoming
+    save_state(enrollment, decision.state, next_at, now)  # first: the record's lines carry the new status and date
     for action in decision.actions:
         _carry_out(app, session, enrollment, seq, mailbox, action, result, work)
 
@@ -295,30 +318,48 @@ def escalation_summary(app: App, session: Session, enrollment: Enrollment, seq: 
     return "\n".join(lines) + "\n"
 
 
-def relay(app: App, *, now: dt.datetime | None = None, batch: int = 1000, per_message: int = SEND_BATCH) -> list[list[int]]:
-    """Planned messages that are due and not (or no longer) with the broker: mark them, and return
-    them in batches of at most `per_message` ids from one mailbox (one broker message each)."""
+def relay(app: App, enqueue: Callable[[list[int]], object], *, now: dt.datetime | None = None, batch: int = 1000, per_message: int = SEND_BATCH) -> list[int]:
+    """Hand due planned messages that are not (or no longer) with the broker to it, in batches of at
+    most `per_message` ids from one mailbox (one broker message each); the ids handed over.
+
+    A message is marked as with the broker only once the broker took it: when the broker is away,
+    what it did not take is due again at the next round, seconds later. The rows are locked
+    meanwhile (PostgreSQL), so two schedulers do not hand over the same message; one that dies
+    between the broker's yes and the commit has it handed over twice, which delivery takes in its
+    stride (a message id may come any number of times)."""
     now = now or app.clock.now()
+    handed: list[int] = []
     with transaction(app.sessions) as session:
-        rows = list(
-            session.execute(
-                select(Message.id, Message.sender)
-                .where(
-                    Message.direction == "out",
-                    Message.status.in_(("planned", "sending")),
-                    Message.not_before <= now,
-                    or_(Message.enqueued_at.is_(None), Message.enqueued_at < now - STALE_ENQUEUE),
-                )
-                .order_by(Message.not_before)
-                .limit(batch)
+        query = (
+            select(Message.id, Message.sender)
+            .where(
+                Message.direction == "out",
+                Message.status.in_(("planned", "sending")),
+                Message.not_before <= now,
+                or_(Message.enqueued_at.is_(None), Message.enqueued_at < now - STALE_ENQUEUE),
             )
+            .order_by(Message.not_before)
+            .limit(batch)
         )
-        if rows:
-            session.execute(update(Message).where(Message.id.in_([pk for pk, _ in rows])).values(enqueued_at=now))
-    by_mailbox: dict[str, list[int]] = {}
-    for pk, sender in rows:
-        by_mailbox.setdefault(sender, []).append(pk)
-    return [ids[i : i + per_message] for ids in by_mailbox.values() for i in range(0, len(ids), per_message)]
+        if is_postgres(session):
+            query = query.with_for_update(skip_locked=True, of=Message)
+        by_mailbox: dict[str, list[int]] = {}
+        for pk, sender in session.execute(query):
+            by_mailbox.setdefault(sender, []).append(pk)
+        for ids in (ids[i : i + per_message] for ids in by_mailbox.values() for i in range(0, len(ids), per_message)):
+            try:
+                enqueue(ids)
+            except Exception as exc:  # the broker is away: what it took is marked, the rest waits for the next round
+                log.warning("the broker did not take %d message(s): %s; handing them over again next round", len(ids), _reason(exc))
+                break
+            handed.extend(ids)
+        if handed:
+            session.execute(update(Message).where(Message.id.in_(handed)).values(enqueued_at=now))
+    return handed
+
+
+def _reason(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
 def dead_letters(session: Session) -> list[Message]:

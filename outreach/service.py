@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import datetime as dt
 import random
@@ -113,7 +114,7 @@ class App:
         self._connections: list[Any] = []
         self._definitions: dict[int, Sequence] = {}
         self._connections_lock = threading.Lock()
-        self.transport_factory: Callable[[MailboxConfig], Transport] = _smtp_transport
+        self.transport_factory: Callable[[MailboxConfig], Transport] = functools.partial(_smtp_transport, deadline=settings.workspace.send_lease / 2)
         self.store_factory: Callable[[MailboxConfig], MailStore] = _imap_store
 
     def close(self) -> None:
@@ -559,8 +560,16 @@ class App:
         raise NotFound(f"step {step_id!r} is not reached in {sequence} for {email}")
 
 
+IN_FLIGHT_CHECK = dt.timedelta(minutes=2)
+
+
 def save_state(enrollment: Enrollment, state: eng.State, next_action_at: dt.datetime | None, at: dt.datetime) -> None:
-    """Store the engine's state on its row, and the CRM status on the lead."""
+    """Store the engine's state on its row, and the CRM status on the lead.
+
+    An enrollment waiting for its email to go out is woken by delivery when it does; should that
+    wake-up be lost (a worker killed between the two), the scheduler looks again a little later."""
+    if next_action_at is None and state.phase is eng.Phase.ACTIVE and state.sending is not None:
+        next_action_at = at + IN_FLIGHT_CHECK
     enrollment.state = state_to_json(state)
     enrollment.phase = state.phase.value
     enrollment.next_action_at = next_action_at
@@ -627,10 +636,10 @@ def event_values(
     }
 
 
-def _smtp_transport(cfg: MailboxConfig) -> Transport:
+def _smtp_transport(cfg: MailboxConfig, *, deadline: float | None = None) -> Transport:
     from outreach.mail.transports.smtp import SmtpTransport
 
-    return SmtpTransport(cfg.smtp)
+    return SmtpTransport(cfg.smtp, deadline=deadline)
 
 
 def _imap_store(cfg: MailboxConfig) -> MailStore:

@@ -53,6 +53,9 @@ class State:
     resume_to: Phase | None = None
     waiting_for: str | None = None
     stop_reason: str | None = None
+    # the step key of an email handed to the outbox and not yet out (sent, or finally failed or
+    # cancelled): nothing further happens until it is, and the next wait counts from then
+    sending: str | None = None
 
     @classmethod
     def start(cls, at: dt.datetime, seed: int) -> State:
@@ -116,6 +119,14 @@ class Unenrolled(Event):
 class TaskFinished(Event):
     step_key: str
     skipped: bool = False
+
+
+@dataclass(frozen=True)
+class EmailDone(Event):
+    """The outbox is done with a step's email: it went out at `at`, or was finally failed or cancelled then."""
+
+    step_key: str
+    sent: bool = True
 
 
 # ---- actions: what the caller must do ---------------------------------------------------------
@@ -227,6 +238,8 @@ def _next_step(state: State, seq: Sequence) -> tuple[Step, int] | None:
 def next_action_at(state: State, seq: Sequence, cal: BusinessCalendar) -> dt.datetime | None:
     """When the machine next has something to do on its own (None: only an event can move it)."""
     phase = state.phase
+    if phase is Phase.ACTIVE and state.sending is not None:
+        return None  # the email in flight moves it (EmailDone), whenever it goes out
     if phase is Phase.ACTIVE:
         upcoming = _next_step(state, seq)
         if upcoming is not None:
@@ -311,6 +324,8 @@ def apply_event(state: State, seq: Sequence, event: Event, cal: BusinessCalendar
         return _resume(state, at)
     if isinstance(event, Unenrolled):
         return _stop(state, at, event.reason)
+    if isinstance(event, EmailDone):
+        return _email_done(state, seq, event), []
     if isinstance(event, TaskFinished):
         if state.phase is Phase.WAITING and state.waiting_for == event.step_key:
             return replace(state, phase=Phase.ACTIVE, waiting_for=None, anchor_at=at), []
@@ -318,6 +333,25 @@ def apply_event(state: State, seq: Sequence, event: Event, cal: BusinessCalendar
             return replace(state, resume_to=Phase.ACTIVE, waiting_for=None, anchor_at=at), []
         return state, []
     raise TypeError(f"unknown event {event!r}")
+
+
+def _email_done(state: State, seq: Sequence, event: EmailDone) -> State:
+    """The email in flight is out (or never will be): the next step's wait counts from now, and a
+    cycle's `at:` steps from when its first step actually went out."""
+    if state.sending != event.step_key:
+        return state  # not the one awaited (told twice, or from before a change of version)
+    new = replace(state, sending=None, anchor_at=event.at)
+    if event.step_key.split("@")[0] == seq.steps[0].id:
+        new = replace(new, cycle_started_at=_shifted_start(state, event.at))
+    return new
+
+
+def _shifted_start(state: State, at: dt.datetime) -> dt.datetime:
+    """A cycle's start moved to when its first email went out, less any pause since (a pause moves
+    `cycle_started_at` on when it ends)."""
+    if state.phase is Phase.PAUSED and state.paused_at is not None and at > state.paused_at:
+        return state.paused_at
+    return at
 
 
 def _resume(state: State, at: dt.datetime) -> tuple[State, list[Action]]:
@@ -357,7 +391,7 @@ def _advance(state: State, seq: Sequence, now: dt.datetime, cal: BusinessCalenda
         if step.template is not None:
             new_thread = state.thread == 0 or step.thread == "new" or state.thread_cycle != cycle
             thread = state.thread + 1 if new_thread else state.thread
-            new = replace(new, thread=thread, thread_cycle=cycle)
+            new = replace(new, thread=thread, thread_cycle=cycle, sending=key)
             return new, [
                 SendEmail(
                     at=now,
@@ -456,9 +490,13 @@ def plan(state: State, seq: Sequence, cal: BusinessCalendar, *, limit: int = 40)
         now = max(pending, now)
         decision = decide(state, seq, (), now, cal)
         planned.extend(decision.actions)
-        if decision.state == state and (decision.next_action_at is None or decision.next_action_at <= now):
+        after, pending = decision.state, decision.next_action_at
+        if after.sending is not None:  # as if each email went out when it was planned
+            after = _email_done(after, seq, EmailDone(at=now, step_key=after.sending))
+            pending = next_action_at(after, seq, cal)
+        if after == state and (pending is None or pending <= now):
             break
-        state, pending = decision.state, decision.next_action_at
+        state = after
     return planned[:limit]
 
 

@@ -119,8 +119,15 @@ def test_a_reply_while_dormant_ends_the_revisit() -> None:
     assert not any(isinstance(a, eng.Revisit) for a in decision.actions)
 
 
+def out(decision: eng.Decision, at: dt.datetime, definition: Sequence) -> eng.State:
+    """The state once the email the decision handed to the outbox went out at `at`."""
+    state = decision.state
+    assert state.sending is not None
+    return eng.apply_event(state, definition, eng.EmailDone(at=at, step_key=state.sending), cal())[0]
+
+
 def test_out_of_office_pauses_until_the_stated_return_date_then_goes_on() -> None:
-    state = eng.decide(eng.State.start(MONDAY_10_IST, 1), seq(BD), (), MONDAY_10_IST, cal()).state
+    state = out(eng.decide(eng.State.start(MONDAY_10_IST, 1), seq(BD), (), MONDAY_10_IST, cal()), MONDAY_10_IST, seq(BD))
     back = dt.datetime(2026, 12, 14, 0, 0, tzinfo=UTC)
     paused = eng.decide(state, seq(BD), [eng.AutoReplied(at=MONDAY_10_IST + dt.timedelta(hours=1), until=back)], MONDAY_10_IST + dt.timedelta(hours=1), cal())
     assert paused.state.phase is eng.Phase.PAUSED
@@ -174,7 +181,7 @@ def test_recurring_check_ins_start_a_new_thread_each_cycle_and_a_reply_only_ends
     assert isinstance(actions[-1], eng.Complete)
     # a reply to the first check-in skips its nudge; the next month's check-in still comes
     first = eng.decide(eng.State.start(MONDAY_10_IST, 9), definition, (), MONDAY_10_IST, cal(country=None))
-    replied = eng.decide(first.state, definition, [eng.Replied(at=MONDAY_10_IST)], MONDAY_10_IST, cal(country=None))
+    replied = eng.decide(first.state, definition, [eng.Replied(at=MONDAY_10_IST), eng.EmailDone(at=MONDAY_10_IST, step_key="check-in")], MONDAY_10_IST, cal(country=None))
     rest = [a for a in eng.plan(replied.state, definition, cal(country=None)) if isinstance(a, eng.SendEmail)]
     assert rest[0].step_key == "check-in@2"
 
@@ -184,8 +191,9 @@ def test_a_task_that_waits_holds_the_sequence_until_done() -> None:
     definition = seq(data)
     state = eng.State.start(MONDAY_10_IST, 1)
     for _ in range(2):
-        decision = eng.decide(state, definition, (), eng.next_action_at(state, definition, cal()) or MONDAY_10_IST, cal())
-        state = decision.state
+        at = eng.next_action_at(state, definition, cal()) or MONDAY_10_IST
+        decision = eng.decide(state, definition, (), at, cal())
+        state = out(decision, at, definition) if decision.state.sending else decision.state
     assert state.phase is eng.Phase.WAITING and decision.next_action_at is None
     done_at = MONDAY_10_IST + dt.timedelta(days=4)
     after = eng.decide(state, definition, [eng.TaskFinished(at=done_at, step_key="call")], done_at, cal())
@@ -252,20 +260,26 @@ def test_planned_steps_are_in_the_window_not_on_holidays_and_never_go_backwards(
 
 
 @settings(max_examples=150, deadline=None)
-@given(scenario(), st.lists(st.tuples(event_kinds, st.integers(0, 90 * 24)), max_size=8))
-def test_any_history_of_events_keeps_the_machine_sound(case: tuple[Sequence, BusinessCalendar, eng.State], history: list[tuple[str, int]]) -> None:
-    """Drive the machine through random events at random times, doing what is due in between."""
+@given(scenario(), st.lists(st.tuples(event_kinds, st.integers(0, 90 * 24)), max_size=8), st.lists(st.integers(0, 72 * 60), min_size=1, max_size=6))
+def test_any_history_of_events_keeps_the_machine_sound(case: tuple[Sequence, BusinessCalendar, eng.State], history: list[tuple[str, int]], delays: list[int]) -> None:
+    """Drive the machine through random events at random times, doing what is due in between; each
+    email goes out some minutes after it was handed over (a queue, a window, a backoff)."""
     definition, calendar, state = case
     sent: set[str] = set()
     now = state.anchor_at
     pending = eng.next_action_at(state, definition, calendar)  # as stored at enrollment
+    last_out = state.anchor_at  # when the last email went out
+    in_flight: list[tuple[dt.datetime, str]] = []
 
     def check(decision: eng.Decision, at: dt.datetime) -> None:
         for action in decision.actions:
             assert action.at == at
             if isinstance(action, eng.SendEmail):
                 assert action.step_key not in sent, "a step was sent twice"
+                assert not in_flight, "a step was handed over before its predecessor went out"
+                assert action.at >= last_out, "a step before its predecessor went out"
                 sent.add(action.step_key)
+                in_flight.append((at + dt.timedelta(minutes=delays[len(sent) % len(delays)]), action.step_key))
             if isinstance(action, (eng.SendEmail, eng.CreateTask, eng.Escalate)):
                 assert calendar.is_open(action.at), action
         if decision.next_action_at is not None:
@@ -273,8 +287,16 @@ def test_any_history_of_events_keeps_the_machine_sound(case: tuple[Sequence, Bus
 
     for kind, hours in sorted(history, key=lambda h: h[1]):
         at = max(state.anchor_at + dt.timedelta(hours=hours), now)
-        # the scheduler does everything due before the event, in order
+        # the scheduler does everything due before the event, in order; the outbox sends meanwhile
         for _ in range(50):
+            if in_flight and in_flight[0][0] <= at and (pending is None or in_flight[0][0] <= pending):
+                done_at, key = in_flight.pop()
+                done_at = max(done_at, now)
+                decision = eng.decide(state, definition, [eng.EmailDone(at=done_at, step_key=key)], done_at, calendar)
+                last_out = done_at
+                check(decision, done_at)
+                state, now, pending = decision.state, done_at, decision.next_action_at
+                continue
             if pending is None or pending > at:
                 break
             tick = max(pending, now)
@@ -305,3 +327,36 @@ def test_a_stopped_enrollment_plans_nothing(case: tuple[Sequence, BusinessCalend
     assert eng.plan(stopped, definition, calendar) == []
     later = eng.decide(stopped, definition, [eng.Replied(at=at), eng.ResumeRequested(at=at)], at + dt.timedelta(days=400), calendar)
     assert later.actions == () and later.state == stopped
+
+
+@pytest.mark.parametrize("data", [BD, BD_AT], ids=["after", "at"])
+def test_a_late_intro_moves_its_follow_ups_and_nothing_goes_before_it(data: dict[str, Any]) -> None:
+    definition = seq(data)
+    handed = eng.decide(eng.State.start(MONDAY_10_IST, 7), definition, (), MONDAY_10_IST, cal())
+    assert [type(a) for a in handed.actions] == [eng.SendEmail]
+    assert handed.state.sending == "intro" and handed.next_action_at is None  # nothing while it is not out
+    week_later = MONDAY_10_IST + dt.timedelta(days=7)
+    assert eng.decide(handed.state, definition, (), week_later, cal()).actions == ()  # however long it takes
+    on_time = eng.plan(out(handed, MONDAY_10_IST, definition), definition, cal())
+    late = eng.plan(out(handed, MONDAY_10_IST + dt.timedelta(days=1), definition), definition, cal())
+    assert isinstance(late[0], eng.SendEmail) and late[0].step_id == "proposal-check"
+    # the follow-up waits counting from when the intro went out: one day later, one day later (windows aside)
+    assert dt.timedelta(hours=20) <= late[0].at - on_time[0].at <= dt.timedelta(days=4)
+
+
+def test_the_last_email_in_flight_holds_escalation_and_the_end() -> None:
+    definition = seq(BD, steps=[{"id": "intro", "template": "t"}], dormant=None)
+    handed = eng.decide(eng.State.start(MONDAY_10_IST, 1), definition, (), MONDAY_10_IST, cal())
+    assert handed.state.phase is eng.Phase.ACTIVE and handed.next_action_at is None
+    # an answer before it goes out still stops the enrollment (it is not over yet)
+    replied = eng.decide(handed.state, definition, [eng.Replied(at=MONDAY_10_IST)], MONDAY_10_IST, cal())
+    assert replied.state.phase is eng.Phase.STOPPED
+    failed = eng.decide(handed.state, definition, [eng.EmailDone(at=MONDAY_10_IST, step_key="intro", sent=False)], MONDAY_10_IST, cal())
+    assert failed.state.sending is None and failed.next_action_at is not None  # a failed email does not hold the rest for ever
+
+
+def test_an_email_done_for_another_step_changes_nothing() -> None:
+    definition = seq(BD)
+    handed = eng.decide(eng.State.start(MONDAY_10_IST, 1), definition, (), MONDAY_10_IST, cal())
+    other = eng.apply_event(handed.state, definition, eng.EmailDone(at=MONDAY_10_IST, step_key="reminder"), cal())
+    assert other == (handed.state, [])
