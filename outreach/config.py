@@ -113,6 +113,9 @@ class WorkspaceConfig(_Strict):
     templates: str = "templates"
     public_url: str = "http://127.0.0.1:8025"  # where the unsubscribe links point
     max_attempts: int = Field(8, ge=1)  # temporary failures before a message is dead-lettered
+    # seconds a worker holds a message it is sending; one that died is taken over after this
+    # (each SMTP exchange is cut off at half of it, so a live worker never loses its claim)
+    send_lease: float = Field(120.0, ge=10, le=3600)
     mailboxes: list[MailboxConfig] = Field(default_factory=list)
     team: list[PersonConfig] = Field(default_factory=list)
 

@@ -1,22 +1,27 @@
 """Delivering outbox messages: checks, claim, render, SMTP, record, copy to Sent.
 
-Idempotent: a message id may be delivered any number of times (the broker may repeat
-it); it is sent at most once. The order of the steps is what keeps the promises:
+Idempotent: a message id may be delivered any number of times (the broker may repeat it); it
+is sent at most once. The order of the steps is what keeps the promises:
 
 1. Nothing to do for a message that is sent, failed or cancelled.
 2. A message left in `sending` by a worker that died (its lease ran out) is resent only
    after the Sent folder was searched for its Message-ID and it was not there.
 3. A follow-up is cancelled if the lead has answered in the thread (a cheap IMAP search on
    the thread's Message-IDs): the reply stops the enrollment.
-4. The claim (one transaction) checks the window, the mailbox's daily cap and spacing, and
-   marks the message `sending` with a lease; what does not fit now gets a `not_before` and
-   the relay brings it back then. Nothing is lost, nothing is sent early.
-5. SMTP; then the outcome is committed; then the copy goes to Sent.
+4. The claim (one transaction, on the locked rows) cancels a message whose lead answered
+   since the enrollment began (a reply, an opt-out), whatever the enrollment's phase, and holds
+   one whose enrollment is paused (an out-of-office); checks the window, the mailbox's daily cap
+   and spacing; and marks the message `sending` with a lease. What does not fit now gets a
+   `not_before` and the relay brings it back then. Nothing is lost, nothing is sent early.
+5. SMTP; the message's outcome is committed right after its server's answer, before the next
+   message of the batch goes (the window in which a worker's death leaves an accepted message
+   unrecorded is that one commit's); the enrollment waiting for it is woken; then the copy
+   goes to Sent.
 
-Messages come in small batches from one mailbox (`deliver_many`): the database work of
-reading, claiming and recording is done once per batch, not once per message, and the
-SMTP connection carries the whole batch. Each message keeps its own outcome. A worker
-that dies mid-batch leaves the claimed messages in `sending`, which step 2 resolves.
+Messages come in small batches from one mailbox (`deliver_many`): reading and claiming are
+done once per batch, the SMTP connection carries the whole batch, and each message keeps its
+own outcome, recorded as it happens. A worker that dies mid-batch leaves the messages it had
+claimed and not sent in `sending`, which step 2 resolves once their lease runs out.
 """
 
 from __future__ import annotations
@@ -31,11 +36,12 @@ from email.message import Message as Email
 
 from typing import Any
 
-from sqlalchemy import Row, bindparam, insert, select, update
+from sqlalchemy import Row, bindparam, func, insert, or_, select, update
 from sqlalchemy.orm import Session, joinedload
 
+from outreach.clock import ensure_utc
 from outreach.context import person_context
-from outreach.db.models import Enrollment, Event, Lead, Mailbox, Message, Person, Suppression
+from outreach.db.models import Enrollment, Event, InboundMail, Lead, Mailbox, Message, Person, Suppression
 from outreach.db.batch import assign_ids, is_postgres
 from outreach.db.session import transaction
 from outreach.errors import InputError, OutreachError
@@ -48,8 +54,9 @@ from outreach.tracking.unsubscribe import link
 
 log = logging.getLogger(__name__)
 
-LEASE = dt.timedelta(minutes=10)  # longer than the actor's time limit: a live worker never loses its claim
 DONE = ("sent", "drafted", "failed", "cancelled")
+ANSWERS = ("reply", "unsubscribe", "complaint")  # a person said something: nothing more goes to them unasked
+HOLD = dt.timedelta(hours=1)  # a message of an enrollment paused without an end looks again this often
 
 
 class Outcome(enum.StrEnum):
@@ -120,10 +127,24 @@ def deliver_many(app: App, message_pks: Sequence[int], *, now: dt.datetime | Non
                 outcomes[work.pk] = checked
     claimed += _claim(app, ready, now, outcomes)
     claimed.sort(key=lambda w: w.pk)
-    results = [_send(app, work, now) for work in claimed]
-    outcomes.update(_record(app, results, now))
-    _copy_to_sent(app, [r for r in results if outcomes[r.work.pk] is Outcome.SENT], now)
+    lease = _lease(app)
+    held_until = now + lease
+    for index, work in enumerate(claimed):
+        at = max(now, app.clock.now())
+        result = _send(app, work, at)
+        later = [w.pk for w in claimed[index + 1 :]]
+        # the claim on the rest of the batch is renewed once half of it is gone
+        renew = later if held_until - max(now, app.clock.now()) < lease / 2 else []
+        outcomes[work.pk] = _record(app, result, at, renew, lease)
+        if renew:
+            held_until = max(now, app.clock.now()) + lease
+        if outcomes[work.pk] is Outcome.SENT:
+            _copy_to_sent(app, result, at)
     return outcomes
+
+
+def _lease(app: App) -> dt.timedelta:
+    return dt.timedelta(seconds=app.settings.workspace.send_lease)
 
 
 def _needs_mailbox(app: App, work: _Work) -> bool:
@@ -285,6 +306,11 @@ def _claim_locked(app: App, session: Session, works: list[_Work], messages: dict
         return []
     claimed: list[_Work] = []
     suppressed = set(session.scalars(select(Suppression.email).where(Suppression.email.in_({w.recipient for w in works}))))
+    leads = {m.lead_id for m in messages.values() if m.lead_id is not None}
+    answered: dict[int, dt.datetime] = {}
+    if leads:
+        latest = select(InboundMail.lead_id, func.max(InboundMail.received_at)).where(InboundMail.lead_id.in_(leads), InboundMail.kind.in_(ANSWERS)).group_by(InboundMail.lead_id)
+        answered = {lead_id: ensure_utc(at) for lead_id, at in session.execute(latest) if lead_id is not None}
     query = select(Mailbox).where(Mailbox.address.in_({w.mailbox for w in works})).order_by(Mailbox.id)
     if is_postgres(session):  # read again under the lock: the rows read with the messages may be stale by now
         query = query.with_for_update().execution_options(populate_existing=True)
@@ -294,7 +320,8 @@ def _claim_locked(app: App, session: Session, works: list[_Work], messages: dict
         if message is None or message.status in DONE:
             outcomes[work.pk] = Outcome.DONE
             continue
-        outcome = _claim_one(app, session, message, mailboxes.get(message.sender), message.recipient in suppressed, work, now)
+        answer = answered.get(message.lead_id) if message.lead_id is not None else None
+        outcome = _claim_one(app, session, message, mailboxes.get(message.sender), message.recipient in suppressed, answer, work, now)
         if outcome is None:
             claimed.append(work)
         else:
@@ -302,14 +329,22 @@ def _claim_locked(app: App, session: Session, works: list[_Work], messages: dict
     return claimed
 
 
-def _claim_one(app: App, session: Session, message: Message, mailbox: Mailbox | None, suppressed: bool, work: _Work, now: dt.datetime) -> Outcome | None:
+def _claim_one(app: App, session: Session, message: Message, mailbox: Mailbox | None, suppressed: bool, answered: dt.datetime | None, work: _Work, now: dt.datetime) -> Outcome | None:
     if message.status == "sending" and message.not_before and message.not_before > now:
         return Outcome.DEFERRED
     enrollment = message.enrollment
-    if enrollment is None or (enrollment.phase == eng.Phase.STOPPED.value and message.kind != "notify"):  # the team still hears of a reply
+    to_lead = message.kind != "notify"  # the team still hears of a reply
+    if enrollment is None or (enrollment.phase == eng.Phase.STOPPED.value and to_lead):
         return _set_cancelled(session, message, now, f"the enrollment is {enrollment.phase if enrollment else 'gone'}")
     if suppressed:
         return _set_cancelled(session, message, now, "the address is suppressed")
+    if to_lead and answered is not None and answered >= _answers_count_from(app, enrollment, message):
+        return _set_cancelled(session, message, now, f"the lead answered ({answered:%Y-%m-%d %H:%M} UTC) before it was sent")
+    if to_lead and enrollment.phase == eng.Phase.PAUSED.value:
+        until = enrollment.next_action_at if enrollment.next_action_at is not None and enrollment.next_action_at > now else now + HOLD
+        message.not_before = until
+        message.enqueued_at = None
+        return Outcome.DEFERRED
     cfg = app.mailbox_config(message.sender)
     if mailbox is None or cfg is None:
         return _set_failed(session, message, now, f"mailbox {message.sender} is not configured in outreach.yaml")
@@ -337,39 +372,74 @@ def _claim_one(app: App, session: Session, message: Message, mailbox: Mailbox | 
         message.thread.root_message_id = message.message_id
     message.status = "sending"
     message.attempts += 1
-    message.not_before = now + LEASE
+    message.not_before = now + _lease(app)
+    message.enqueued_at = None  # with this worker now, not the broker: due again the moment the lease runs out
     mailbox.last_sent_at = now
     mailbox.day, mailbox.day_count = today, count + 1
     log.info("sending message %d (enrollment %d, step %s, attempt %d)", message.id, enrollment.id, message.step_key, message.attempts)
     return None
 
 
-def _record(app: App, results: list[_Result], now: dt.datetime) -> dict[int, Outcome]:
-    """The outcome of each SMTP attempt, committed for the whole batch at once."""
-    if not results:
-        return {}
+def _answers_count_from(app: App, enrollment: Enrollment, message: Message) -> dt.datetime:
+    """An answer since the enrollment began holds back every message of it; where the sequence
+    goes on after a reply (`on_reply: continue`), only the messages planned before it."""
+    if app.definition(enrollment).on_reply == "continue" and message.planned_at is not None:
+        return ensure_utc(message.planned_at)
+    return ensure_utc(enrollment.enrolled_at)
+
+
+def _record(app: App, result: _Result, at: dt.datetime, renew: list[int], lease: dt.timedelta) -> Outcome:
+    """One message's outcome, committed at once; in the same transaction the claim on the rest of
+    the batch is renewed, and the enrollment waiting for the message is woken."""
+    with transaction(app.sessions) as session:
+        outcome = _record_batch(app, session, [result], at)[result.work.pk]
+        if renew:
+            session.execute(update(Message).where(Message.id.in_(renew), Message.status == "sending").values(not_before=at + lease))
+        if outcome is Outcome.SENT:  # the other outcomes wake it as they are recorded (_log_event)
+            wake(session, [result.work.pk], at)
+    return outcome
+
+
+_ENROLLMENT = Enrollment.__table__
+
+
+def wake(session: Session, message_pks: list[int], at: dt.datetime) -> None:
+    """The enrollments of these messages, if they are waiting for their email to go out, are due now.
+    On PostgreSQL a row a scheduler holds is skipped rather than waited for: that scheduler reads
+    the message as it finishes, and looks again soon if it read it still unsent."""
+    owners = select(Message.enrollment_id).where(Message.id.in_(message_pks), Message.kind == "sequence", Message.enrollment_id.is_not(None))
+    due = select(_ENROLLMENT.c.id).where(
+        _ENROLLMENT.c.id.in_(owners),
+        _ENROLLMENT.c.phase == eng.Phase.ACTIVE.value,
+        or_(_ENROLLMENT.c.next_action_at.is_(None), _ENROLLMENT.c.next_action_at > at),
+    )
+    if is_postgres(session):
+        due = due.with_for_update(skip_locked=True)
+    session.execute(update(_ENROLLMENT).where(_ENROLLMENT.c.id.in_(due.scalar_subquery())).values(next_action_at=at).execution_options(synchronize_session=False))
+
+
+def _record_batch(app: App, session: Session, results: list[_Result], now: dt.datetime) -> dict[int, Outcome]:
+    """The outcome of each SMTP attempt, in the caller's transaction."""
     outcomes: dict[int, Outcome] = {}
     sent = [r for r in results if r.failure is None and r.work.kind != "draft"]
     rest = [r for r in results if r.failure is not None or r.work.kind == "draft"]
-    with transaction(app.sessions) as session:
-        rows = _sent_rows(session, [r.work.pk for r in results])  # locks the whole batch, in id order
-        if sent:
-            outcomes.update(_record_sent(session, sent, rows, now))
-        if rest:
-            messages = _locked(session, (r.work.pk for r in rest))
-            for result in rest:
-                message = messages[result.work.pk]
-                failure = result.failure
-                if failure is None:
-                    message.subject = result.work.subject
-                    outcomes[message.id] = _set_drafted(session, message, now)
-                elif isinstance(failure, TemporaryFailure):
-                    outcomes[message.id] = _retry(app, session, message, now, str(failure))
-                elif isinstance(failure, RecipientRefused):
-                    outcomes[message.id] = _bounce(app, session, message, now, failure)
-                else:
-                    outcomes[message.id] = _set_failed(session, message, now, str(failure))
-            assign_ids(session)
+    if sent:  # the first statement marks them sent: what matters most goes first
+        outcomes.update(_record_sent(session, sent, now))
+    if rest:
+        messages = _locked(session, (r.work.pk for r in rest))
+        for result in rest:
+            message = messages[result.work.pk]
+            failure = result.failure
+            if failure is None:
+                message.subject = result.work.subject
+                outcomes[message.id] = _set_drafted(session, message, now)
+            elif isinstance(failure, TemporaryFailure):
+                outcomes[message.id] = _retry(app, session, message, now, str(failure))
+            elif isinstance(failure, RecipientRefused):
+                outcomes[message.id] = _bounce(app, session, message, now, failure)
+            else:
+                outcomes[message.id] = _set_failed(session, message, now, str(failure))
+        assign_ids(session)
     return outcomes
 
 
@@ -388,13 +458,14 @@ _MARK_SENT = (
 
 
 def _sent_rows(session: Session, pks: list[int]) -> dict[int, Row[Any]]:
-    query = _SENT.where(Message.id.in_(pks))
-    return {row[0]: row for row in session.execute(query.with_for_update(of=Message) if is_postgres(session) else query)}
+    return {row[0]: row for row in session.execute(_SENT.where(Message.id.in_(pks)))}
 
 
-def _record_sent(session: Session, results: list[_Result], rows: dict[int, Row[Any]], now: dt.datetime) -> dict[int, Outcome]:
-    """What `_set_sent` does, for a batch of messages SMTP accepted: one UPDATE executemany for the
-    messages, one INSERT executemany for their lines on the record (the lines `record` writes)."""
+def _record_sent(session: Session, results: list[_Result], now: dt.datetime) -> dict[int, Outcome]:
+    """What `_set_sent` does, for messages SMTP accepted: one UPDATE executemany for the messages,
+    then one INSERT executemany for their lines on the record (the lines `record` writes)."""
+    session.execute(_MARK_SENT, [{"pk": r.work.pk, "sent": now, "subj": r.work.subject} for r in results])
+    rows = _sent_rows(session, [r.work.pk for r in results])
     updates: list[dict[str, Any]] = []
     events: list[dict[str, Any]] = []
     for result in results:
@@ -407,7 +478,6 @@ def _record_sent(session: Session, results: list[_Result], rows: dict[int, Row[A
             lead_status=lead_status, next_follow_up_at=next_action_at, data={"message": pk, "step": step_key, "recovered": False},
         ))
         log.info("message %d sent", pk)
-    session.execute(_MARK_SENT, updates)
     session.execute(insert(Event.__table__), events)
     return {u["pk"]: Outcome.SENT for u in updates}
 
@@ -458,6 +528,8 @@ def _set_drafted(session: Session, message: Message, now: dt.datetime) -> Outcom
 
 def _log_event(session: Session, message: Message, now: dt.datetime, kind: str, key_points: str, **data: object) -> None:
     record(session, message.enrollment, now, kind, key_points, channel="email", lead_id=message.lead_id, message=message.id, step=message.step_key, **data)
+    if kind != "send-deferred":  # the message is done with, one way or another
+        wake(session, [message.id], now)
 
 
 def _retry(app: App, session: Session, message: Message, now: dt.datetime, error: str) -> Outcome:
@@ -507,21 +579,16 @@ def _after_answer(session: Session, message: Message, now: dt.datetime) -> Outco
     return None
 
 
-def _copy_to_sent(app: App, results: list[_Result], now: dt.datetime) -> None:
-    saved: list[int] = []
-    for result in results:
-        address = result.work.mailbox
-        cfg = app.mailbox_config(address)
-        store = app.store(address)
-        if cfg is None or cfg.imap is None or not cfg.imap.save_sent or store is None:
-            continue
-        try:
-            store.append_sent(result.email.as_bytes(), now)
-        except (TemporaryFailure, OutreachError, OSError) as exc:
-            log.warning("message %d: the copy to Sent failed (%s); the message itself went out", result.work.pk, exc)
-            continue
-        saved.append(result.work.pk)
-    if saved:
-        with transaction(app.sessions) as session:
-            for message in session.scalars(select(Message).where(Message.id.in_(saved))):
-                message.saved_to_sent = True
+def _copy_to_sent(app: App, result: _Result, now: dt.datetime) -> None:
+    address = result.work.mailbox
+    cfg = app.mailbox_config(address)
+    store = app.store(address)
+    if cfg is None or cfg.imap is None or not cfg.imap.save_sent or store is None:
+        return
+    try:
+        store.append_sent(result.email.as_bytes(), now)
+    except (TemporaryFailure, OutreachError, OSError) as exc:
+        log.warning("message %d: the copy to Sent failed (%s); the message itself went out", result.work.pk, exc)
+        return
+    with transaction(app.sessions) as session:
+        session.execute(update(Message).where(Message.id == result.work.pk).values(saved_to_sent=True))

@@ -9,7 +9,7 @@ from typing import Any
 import dramatiq
 
 from outreach.config import load_settings
-from outreach.delivery import deliver, deliver_many
+from outreach.delivery import deliver, deliver_many, wake
 from outreach.runner import tune_collector
 from outreach.service import App
 from workers.broker import make_broker
@@ -86,6 +86,7 @@ def mark_dead(message: dict[str, Any], retry_info: dict[str, Any]) -> None:
         if row is not None and row.status not in ("sent", "cancelled"):
             row.status = "failed"
             row.error = f"the worker failed {retry_info.get('retries')} times: {message.get('options', {}).get('traceback', '')[-500:]}"
+            wake(session, [row.id], app.clock.now())  # the next step need not wait for it
     log.warning("message %s dead-lettered after %s worker failures", args[0], retry_info.get("retries"))
 
 

@@ -88,7 +88,7 @@ def test_killed_before_the_server_accepted_the_message_is_resent_once(pipe: Pipe
     assert smtp_server.received == []
     smtp_server.handler.set_faults(Faults())
     # the lease keeps other workers off it; once it runs out, the Sent folder is searched, then it is resent
-    pipe.run_until(START + dt.timedelta(minutes=5))
+    pipe.run_until(START + dt.timedelta(seconds=pipe.app.settings.workspace.send_lease - 1))
     assert smtp_server.received == []
     pipe.run_until(START + dt.timedelta(days=30))
     intros = [r for r in smtp_server.received if r.message["Message-ID"] == _message_id(pipe, pk)]

@@ -22,9 +22,11 @@ IDLE_CHECK = 30.0  # seconds; a connection idle longer than this is checked with
 
 
 class SmtpTransport:
-    def __init__(self, config: ServerConfig, *, timeout: float = 30.0) -> None:
+    def __init__(self, config: ServerConfig, *, timeout: float = 30.0, deadline: float | None = None) -> None:
         self.config = config
-        self.timeout = timeout
+        self.timeout = timeout  # for each command
+        # for one whole message, connecting included: the sender's claim on it outlasts this
+        self.deadline = deadline
         self._loop = asyncio.new_event_loop()
         self._client: aiosmtplib.SMTP | None = None
         self._last_used = 0.0
@@ -71,7 +73,7 @@ class SmtpTransport:
 
     def send(self, message: Message, sender: str, recipients: list[str]) -> Accepted:
         try:
-            return self._loop.run_until_complete(self._send(message, sender, recipients))
+            return self._loop.run_until_complete(asyncio.wait_for(self._send(message, sender, recipients), self.deadline))
         except aiosmtplib.SMTPRecipientsRefused as exc:
             self._drop()
             first = exc.recipients[0]
