@@ -47,6 +47,43 @@ if not out.is_terminal and "COLUMNS" not in __import__("os").environ:
     out.width = 160  # piped or captured: wide enough for a timeline
 err = Console(stderr=True, highlight=False)
 
+_log_format = "text"
+
+
+@app.callback()
+def _options(
+    log_format: Annotated[str, typer.Option("--log-format", envvar="OUTREACH_LOG_FORMAT", help="How the long-running commands (run, scheduler, poll, serve) log: text or json.")] = "text",
+) -> None:
+    global _log_format
+    _log_format = log_format
+
+
+def _service_logging() -> None:
+    """One line a round at INFO, as text or JSON, for a command that runs until stopped."""
+    from outreach.logs import setup
+
+    setup(_log_format)
+
+
+MetricsOpt = Annotated[Optional[str], typer.Option("--metrics", envvar="OUTREACH_METRICS", help="HOST:PORT to serve Prometheus metrics on (e.g. 127.0.0.1:9464).")]
+
+
+def _serve_metrics(listen: str | None, application: App | None = None) -> None:
+    if not listen:
+        return
+    from outreach import health, metrics
+
+    def read() -> object:
+        with application.sessions() as session:  # type: ignore[union-attr]
+            return health.outbox(session, application.clock.now())  # type: ignore[union-attr]
+
+    try:
+        port = metrics.serve(listen, read if application is not None else None)
+    except OSError as exc:
+        raise ConfigError(Problem(Location("--metrics"), f"cannot listen on {listen}: {exc.strerror or exc}; choose another port")) from exc
+    logging.getLogger("outreach").info("metrics on port %d", port)
+
+
 WorkspaceOpt = Annotated[
     Optional[Path],
     typer.Option("--workspace", "-w", envvar="OUTREACH_WORKSPACE", help="Folder holding outreach.yaml (default: the current folder)."),
@@ -305,9 +342,7 @@ def status(
                 for name, phase, count in application.summary(session):
                     table.add_row(name, phase, str(count))
                 out.print(table)
-                outbox = application.outbox_summary(session)
-                if outbox:
-                    out.print("outbox: " + ", ".join(f"{count} {status}" for status, count in outbox))
+                print_outbox(application, session)
                 from outreach.scheduler import dead_letters
 
                 dead = dead_letters(session)
@@ -330,6 +365,35 @@ def status(
                 print_timeline(application, session, enrollment)
     except OutreachError as exc:
         _fail(exc)
+
+
+def print_outbox(application: App, session) -> None:  # type: ignore[no-untyped-def]
+    """What reached the mail servers, what is in flight, and what is stuck."""
+    from outreach.health import LATE, outbox
+
+    now = application.clock.now()
+    box = outbox(session, now)
+    if not box.by_status:
+        return
+    counts = box.by_status
+    out.print(
+        f"outbox: {counts.get('sent', 0)} accepted by the mail servers ({box.sent_last_hour} in the last hour), "
+        + ", ".join(f"{counts[s]} {s}" for s in ("drafted", "cancelled", "failed") if counts.get(s))
+    )
+    waiting = counts.get("planned", 0) - box.due.count
+    out.print(f"in flight: {box.claimed} being sent, {box.due.count} due and waiting for a worker, {waiting} waiting for their time (window, cap, backoff, pause)")
+    if box.abandoned.count:
+        out.print(f"[bold red]stuck:[/] {box.abandoned.count} left in sending by a worker that stopped (lease over for {_ago(box.abandoned.age(now))}); a worker takes them after checking the Sent folder")
+    if box.late.count:
+        out.print(f"[bold red]stuck:[/] {box.late.count} due for more than {int(LATE.total_seconds() // 60)} min and not taken (oldest {_ago(box.late.age(now))}): are the workers and the broker running?")
+
+
+def _ago(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 def print_timeline(application: App, session, enrollment) -> None:  # type: ignore[no-untyped-def]
@@ -413,6 +477,7 @@ def run(
     interval: Annotated[float, typer.Option(help="Seconds between scheduler rounds.")] = 5.0,
     threads: Annotated[int, typer.Option(help="Worker threads sending mail.")] = 4,
     listen: Annotated[str, typer.Option(help="HOST:PORT for the unsubscribe endpoint that public_url points at; '' for none.")] = "127.0.0.1:8025",
+    metrics: MetricsOpt = None,
 ) -> None:
     """Run everything in one process: the scheduler, the sending workers, the IMAP poller and the unsubscribe endpoint (Ctrl-C stops).
 
@@ -428,7 +493,9 @@ def run(
 
     try:
         address = parse_listen(listen) if listen else None
+        _service_logging()
         with _app(workspace) as application:
+            _serve_metrics(metrics, application)
             broker, actors = _broker_and_actors(application.settings.broker_url)
             actors.configure(application)
             worker = embedded_worker(broker, threads)
@@ -458,6 +525,7 @@ def run(
 def scheduler(
     workspace: WorkspaceOpt = None,
     interval: Annotated[float, typer.Option(help="Seconds between rounds.")] = 5.0,
+    metrics: MetricsOpt = None,
 ) -> None:
     """Run the scheduler only; workers run apart: `dramatiq workers.actors` (same OUTREACH_BROKER_URL).
 
@@ -469,7 +537,9 @@ def scheduler(
     from outreach.runner import run_scheduler, tune_collector
 
     try:
+        _service_logging()
         with _app(workspace) as application:
+            _serve_metrics(metrics, application)
             broker, actors = _broker_and_actors(application.settings.broker_url)
             tune_collector()
             stop = threading.Event()
@@ -509,6 +579,7 @@ def serve(
 
     try:
         host, port = parse_listen(listen)
+        _service_logging()
         with _app(workspace) as application:
             _ = application.settings.secret_key
             stop = threading.Event()
@@ -528,6 +599,7 @@ def poll(
     workspace: WorkspaceOpt = None,
     once: Annotated[bool, typer.Option("--once", help="One pass over every mailbox, then exit.")] = False,
     interval: Annotated[float, typer.Option(help="Seconds between passes where the server has no IDLE.")] = 30.0,
+    metrics: MetricsOpt = None,
 ) -> None:
     """Read every mailbox's INBOX and Sent folder: replies, auto-replies, bounces and opt-outs are
     recorded once and acted on (IDLE where the server offers it; Ctrl-C stops)."""
@@ -551,6 +623,8 @@ def poll(
                     if not result.recorded:
                         out.print(f"{address}: {result.seen} new message(s), none about our leads")
                 return
+            _service_logging()
+            _serve_metrics(metrics)
             tune_collector()
             stop = threading.Event()
             signal.signal(signal.SIGTERM, lambda *_: stop.set())

@@ -33,16 +33,25 @@ import random
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from email.message import Message as Email
-
 from typing import Any
 
 from sqlalchemy import Row, bindparam, func, insert, or_, select, update
 from sqlalchemy.orm import Session, joinedload
 
+from outreach import metrics
 from outreach.clock import ensure_utc
 from outreach.context import person_context
-from outreach.db.models import Enrollment, Event, InboundMail, Lead, Mailbox, Message, Person, Suppression
 from outreach.db.batch import assign_ids, is_postgres
+from outreach.db.models import (
+    Enrollment,
+    Event,
+    InboundMail,
+    Lead,
+    Mailbox,
+    Message,
+    Person,
+    Suppression,
+)
 from outreach.db.session import transaction
 from outreach.errors import InputError, OutreachError
 from outreach.mail.compose import Party, compose, reply_subject
@@ -56,6 +65,7 @@ log = logging.getLogger(__name__)
 
 DONE = ("sent", "drafted", "failed", "cancelled")
 ANSWERS = ("reply", "unsubscribe", "complaint")  # a person said something: nothing more goes to them unasked
+MAILBOX_RETRY = dt.timedelta(minutes=1)  # a check over IMAP that failed is tried again after this
 HOLD = dt.timedelta(hours=1)  # a message of an enrollment paused without an end looks again this often
 
 
@@ -120,7 +130,12 @@ def deliver_many(app: App, message_pks: Sequence[int], *, now: dt.datetime | Non
         claimed = _claim_locked(app, session, [w for w in works if not _needs_mailbox(app, w)], messages, now, outcomes)
     for work in works:
         if _needs_mailbox(app, work):
-            checked = _check_mailbox(app, work, now)
+            try:
+                checked = _check_mailbox(app, work, now)
+            except TemporaryFailure as exc:  # the mail server is away: the check, and so the message, waits
+                log.warning("message %d waits a minute: the look into %s failed (%s)", work.pk, work.mailbox, exc)
+                outcomes[work.pk] = _one(app, work.pk, lambda s, m: _wait(m, now + MAILBOX_RETRY)) or Outcome.DEFERRED
+                continue
             if checked is None:
                 ready.append(work)
             else:
@@ -163,7 +178,9 @@ def _check_mailbox(app: App, work: _Work, now: dt.datetime) -> Outcome | None:
     if work.is_follow_up and store is not None:
         found = store.replies(work.thread_ids, work.lead_email)
         if found:
-            from outreach.poller import read_now  # the inbound path: it classifies, records and acts
+            from outreach.poller import (
+                read_now,  # the inbound path: it classifies, records and acts
+            )
 
             read_now(app, work.mailbox, [f.uid for f in found])
             return _one(app, work.pk, lambda s, m: _after_answer(s, m, now))
@@ -270,6 +287,13 @@ def _work(app: App, session: Session, message: Message, thread_ids: tuple[str, .
         subject = message.subject or rendered.subject
     unsubscribe = link(app.settings.workspace.public_url, app.settings.secret_key, message.recipient, enrollment.id)
     return _Work(message.id, message.message_id or "", message.sender, message.recipient, lead_email, message.status, thread_ids, subject, rendered, sender, unsubscribe, message.kind)
+
+
+def _wait(message: Message, until: dt.datetime) -> Outcome:
+    """Try again at `until`, whether the message is planned or was left in `sending`."""
+    message.not_before = until
+    message.enqueued_at = None
+    return Outcome.DEFERRED
 
 
 def _defer(message: Message, until: dt.datetime) -> Outcome:
@@ -504,6 +528,7 @@ def _set_sent(session: Session, message: Message, now: dt.datetime, *, recovered
     message.not_before = None
     if recovered:
         message.saved_to_sent = True
+        metrics.recovered()
     event, key_points = _sent_line(message.kind, message.recipient, message.subject)
     if recovered and event == "email-sent":
         key_points += " (found in Sent after an interrupted attempt)"

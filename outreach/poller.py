@@ -28,18 +28,30 @@ from typing import Any
 from sqlalchemy import case, func, select, update
 from sqlalchemy.orm import Session, load_only, selectinload
 
+from outreach import metrics
 from outreach.config import MailboxConfig
 from outreach.db.batch import among, assign_ids
-from outreach.db.models import Enrollment, FolderCursor, InboundMail, Lead, Mailbox, Message, Suppression, Task, Thread, email_domain
+from outreach.db.models import (
+    Enrollment,
+    FolderCursor,
+    InboundMail,
+    Lead,
+    Mailbox,
+    Message,
+    Suppression,
+    Task,
+    Thread,
+    email_domain,
+)
 from outreach.db.session import transaction
+from outreach.logs import outage
 from outreach.mail import inbound as inb
 from outreach.mail import intake
 from outreach.mail.compose import base_subject
-from outreach.mail.sentiment import is_negative
 from outreach.mail.reader import FolderReader, FolderState
-from outreach.mail.transport import TemporaryFailure
-from outreach.sequences import engine as eng
+from outreach.mail.sentiment import is_negative
 from outreach.scheduler import escalate_answer
+from outreach.sequences import engine as eng
 from outreach.service import App, record, running_enrollments, suppress
 
 log = logging.getLogger(__name__)
@@ -48,6 +60,7 @@ CHUNK = 2000  # messages per FETCH of headers and per transaction
 BODY_LIMIT = 1024 * 1024  # bytes of a message read: every text part and report, not a large attachment
 BODY_BUDGET = 32 * BODY_LIMIT  # bytes of bodies a part holds (two are held at once): a chunk with more is recorded in parts
 IDLE_TURN = 5.0  # seconds per IDLE turn
+IDLE_LINE = 60.0  # seconds: a pass that found nothing is told at most this often
 SOFT_BOUNCE_LIMIT = 3  # soft bounces to one address before it is treated as hard
 THREAD_SPAN = dt.timedelta(days=120)  # how long after our last message a subject-only match still counts
 _FREE_MAIL = frozenset({"gmail.com", "googlemail.com", "yahoo.com", "hotmail.com", "outlook.com", "live.com", "aol.com", "icloud.com", "me.com", "proton.me", "protonmail.com", "gmx.de", "gmx.net", "web.de", "mail.ru", "yandex.ru", "qq.com", "163.com", "rediffmail.com"})
@@ -713,25 +726,35 @@ def watch(app: App, cfg: MailboxConfig, stop: threading.Event, *, interval: floa
     intake.shared().start()
     poller = MailboxPoller(app, cfg)
     failures = 0
+    last_line = 0.0
     try:
         while not stop.is_set():
             try:
+                started = time.monotonic()
                 result = poller.poll()
+                took = time.monotonic() - started
                 failures = 0
+                metrics.passed(cfg.address, result.recorded)
+                if result.seen or started - last_line >= IDLE_LINE:
+                    last_line = started
+                    found = ", ".join(f"{n} {kind.replace('_', '-')}" for kind, n in sorted(result.recorded.items())) or "nothing about our leads"
+                    log.info(
+                        "%s: pass: %d new message(s), %s in %.0f ms", cfg.address, result.seen, found, took * 1000,
+                        extra={"event": "poll-pass", "mailbox": cfg.address, "seen": result.seen, "recorded": dict(result.recorded), "ms": round(took * 1000, 1)},
+                    )
                 if on_result is not None:
                     on_result(cfg.address, result)
                 _between_passes(poller, stop, interval)
-            except TemporaryFailure as exc:
+            except Exception as exc:  # keep watching: the next pass reads from the cursor again
                 failures += 1
                 delay = min(2 ** (failures - 1), 300)
-                log.warning("%s: %s; reconnecting in %d s", cfg.address, exc, delay)
+                reason = outage(exc)
+                if reason is None:
+                    log.exception("%s: poll failed; again in %d s", cfg.address, delay)
+                else:
+                    log.warning("%s: %s; reconnecting in %d s", cfg.address, reason, delay, extra={"event": "poll-failed", "mailbox": cfg.address, "reason": reason})
                 poller.close()
                 stop.wait(delay)
-            except Exception:  # keep watching: the next pass reads from the cursor again
-                failures += 1
-                log.exception("%s: poll failed", cfg.address)
-                poller.close()
-                stop.wait(min(2 ** (failures - 1), 300))
     finally:
         poller.close()
 

@@ -6,6 +6,7 @@ import datetime as dt
 import gc
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -14,7 +15,15 @@ from sqlalchemy import func, select
 
 from outreach.db.models import Enrollment, Message, Task
 from outreach.db.session import transaction
-from outreach.scheduler import SCHEDULED, UNANSWERED, TickResult, escalate_unanswered, relay, tick
+from outreach.logs import outage
+from outreach.scheduler import (
+    SCHEDULED,
+    UNANSWERED,
+    TickResult,
+    escalate_unanswered,
+    relay,
+    tick,
+)
 from outreach.service import App
 
 log = logging.getLogger(__name__)
@@ -78,14 +87,34 @@ def next_wakeup(app: App) -> dt.datetime | None:
     return ensure_utc(min(times)) if times else None
 
 
+IDLE_LINE = 60.0  # seconds: a scheduler with nothing to do says so this often, so it never looks hung
+
+
 def run_scheduler(app: App, enqueue: Callable[[list[int]], object], stop: threading.Event, *, interval: float = 5.0) -> None:
     prepare(app)
-    log.info("scheduler started (tick every %.1f s)", interval)
+    log.info("scheduler started (a round every %.1f s)", interval)
+    last_line = 0.0
     while not stop.is_set():
+        started = time.monotonic()
         try:
-            step(app, enqueue)
-        except Exception:  # a failed round is logged and the loop goes on; the database holds the truth
-            log.exception("scheduler round failed; retrying in %.1f s", interval)
+            done = step(app, enqueue)
+        except Exception as exc:  # a failed round is logged and the loop goes on; the database holds the truth
+            reason = outage(exc)
+            if reason is None:
+                log.exception("scheduler round failed; next round in %.1f s", interval)
+            else:
+                log.warning("scheduler round failed: %s; next round in %.1f s", reason, interval, extra={"event": "round-failed", "reason": reason})
+        else:
+            took = time.monotonic() - started
+            busy = bool(done.tick.enrollments or done.enqueued)
+            if busy or started - last_line >= IDLE_LINE:
+                last_line = started
+                log.info(
+                    "round: %d enrollment(s) due, %d message(s) planned, %d handed to the broker, %d task(s), %d revisit(s) in %.0f ms",
+                    done.tick.enrollments, len(done.tick.messages), len(done.enqueued), done.tick.tasks, done.tick.revisits, took * 1000,
+                    extra={"event": "round", "enrollments": done.tick.enrollments, "planned": len(done.tick.messages), "handed": len(done.enqueued),
+                           "tasks": done.tick.tasks, "revisits": done.tick.revisits, "ms": round(took * 1000, 1)},
+                )
         stop.wait(interval)
 
 

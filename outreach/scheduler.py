@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 from outreach.db.models import Enrollment, InboundMail, Mailbox, Message, Person, Task, Thread
 from outreach.db.batch import assign_ids, insert_rows, is_postgres
 from outreach.db.session import transaction
+from outreach.logs import outage
 from outreach.mail.compose import make_message_id
 from outreach.sequences import engine as eng
 from outreach.sequences.delays import Delay
@@ -346,20 +347,20 @@ def relay(app: App, enqueue: Callable[[list[int]], object], *, now: dt.datetime 
         by_mailbox: dict[str, list[int]] = {}
         for pk, sender in session.execute(query):
             by_mailbox.setdefault(sender, []).append(pk)
+        due = sum(len(ids) for ids in by_mailbox.values())
         for ids in (ids[i : i + per_message] for ids in by_mailbox.values() for i in range(0, len(ids), per_message)):
             try:
                 enqueue(ids)
             except Exception as exc:  # the broker is away: what it took is marked, the rest waits for the next round
-                log.warning("the broker did not take %d message(s): %s; handing them over again next round", len(ids), _reason(exc))
+                reason = outage(exc)
+                if reason is None:
+                    raise
+                log.warning("the broker did not take %d message(s): %s; handing them over again next round", due - len(handed), reason, extra={"event": "handover-failed", "waiting": due - len(handed), "reason": reason})
                 break
             handed.extend(ids)
         if handed:
             session.execute(update(Message).where(Message.id.in_(handed)).values(enqueued_at=now))
     return handed
-
-
-def _reason(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
 def dead_letters(session: Session) -> list[Message]:

@@ -523,10 +523,6 @@ class App:
         rows = session.execute(select(Enrollment.sequence_name, Enrollment.phase, func.count()).group_by(Enrollment.sequence_name, Enrollment.phase).order_by(Enrollment.sequence_name, Enrollment.phase))
         return [(name, phase, count) for name, phase, count in rows]
 
-    def outbox_summary(self, session: Session) -> list[tuple[str, int]]:
-        rows = session.execute(select(Message.status, func.count()).where(Message.direction == "out").group_by(Message.status).order_by(Message.status))
-        return [(status, count) for status, count in rows]
-
     def preview(self, sequence: str, step_id: str, email: str) -> Preview:
         loaded = self.sequences().get(sequence)
         if loaded is None:

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
+import time
+from collections import Counter
 from typing import Any
 
 import dramatiq
 
+from outreach import metrics
 from outreach.config import load_settings
-from outreach.delivery import deliver, deliver_many, wake
+from outreach.delivery import deliver_many, wake
+from outreach.logs import outage, use_format_from_environment
 from outreach.runner import tune_collector
 from outreach.service import App
 from workers.broker import make_broker
@@ -37,15 +42,34 @@ def get_app() -> App:
         return _app
 
 
+class _Metrics(dramatiq.Middleware):
+    """A worker process serves its metrics where OUTREACH_METRICS says (HOST:PORT), once it has booted."""
+
+    def after_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        listen = os.environ.get("OUTREACH_METRICS")
+        if listen:
+            try:
+                port = metrics.serve(listen)
+            except OSError as exc:
+                log.warning("metrics not served on %s: %s (give each worker process a port of its own)", listen, exc)
+            else:
+                log.info("metrics on port %d", port)
+
+
 # The actors are declared on the broker named by OUTREACH_BROKER_URL (or the workspace file).
 dramatiq.set_broker(make_broker(load_settings().broker_url))
+dramatiq.get_broker().add_middleware(_Metrics())
+use_format_from_environment()
 
 
-@dramatiq.actor(queue_name="outreach-send", max_retries=5, min_backoff=5_000, max_backoff=300_000, time_limit=SEND_TIME_LIMIT_MS, on_retry_exhausted="mark_dead")
+class Unavailable(Exception):
+    """A server delivery needs is away: the message is tried again later, and the log says so in one line."""
+
+
+@dramatiq.actor(queue_name="outreach-send", max_retries=5, min_backoff=5_000, max_backoff=300_000, time_limit=SEND_TIME_LIMIT_MS, on_retry_exhausted="mark_dead", throws=(Unavailable,))
 def send_message(message_id: int) -> None:
     """Deliver one outbox message (idempotent: the outbox row decides)."""
-    outcome = deliver(get_app(), message_id)
-    log.debug("message %d: %s", message_id, outcome.value)
+    _deliver([message_id])
 
 
 @dramatiq.actor(queue_name="outreach-send", max_retries=0, time_limit=SEND_TIME_LIMIT_MS)
@@ -56,13 +80,36 @@ def send_messages(message_ids: list[int]) -> None:
     retries and dead-letters one message at a time; those already done finish at once.
     """
     try:
+        _deliver(message_ids)
+    except Exception:  # noqa: BLE001 - _deliver has told what happened
+        try:
+            for message_id in message_ids:
+                send_message.send(message_id)
+        except Exception as exc:
+            if (reason := outage(exc)) is None:
+                raise
+            log.warning("%d message(s) wait for the scheduler to hand them over again: %s", len(message_ids), reason)
+
+
+def _deliver(message_ids: list[int]) -> None:
+    """One line a batch: what became of its messages, and how long it took."""
+    started = time.monotonic()
+    try:
         outcomes = deliver_many(get_app(), message_ids)
-    except Exception:
-        log.exception("a batch of %d message(s) failed; each is retried on its own", len(message_ids))
-        for message_id in message_ids:
-            send_message.send(message_id)
-        return
-    log.debug("batch: %s", ", ".join(f"{pk}: {outcome.value}" for pk, outcome in outcomes.items()))
+    except Exception as exc:
+        reason = outage(exc)
+        if reason is None:
+            log.exception("delivering %d message(s) failed", len(message_ids))
+            raise
+        log.warning("delivering %d message(s) failed: %s; they are tried again", len(message_ids), reason, extra={"event": "delivery-failed", "reason": reason})
+        raise Unavailable(reason) from exc
+    counts = Counter(outcome.value for outcome in outcomes.values())
+    metrics.sent(outcome.value for outcome in outcomes.values())
+    took = time.monotonic() - started
+    log.info(
+        "delivered %d message(s): %s in %.2f s", len(outcomes), ", ".join(f"{n} {what}" for what, n in sorted(counts.items())), took,
+        extra={"event": "delivery", "outcomes": dict(counts), "seconds": round(took, 3)},
+    )
 
 
 def enqueue(message_ids: list[int]) -> None:

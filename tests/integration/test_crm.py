@@ -30,6 +30,7 @@ from outreach.db.models import (
     Thread,
 )
 from outreach.db.session import transaction
+from outreach.delivery import wake
 from outreach.errors import InputError
 from outreach.mail import inbound as inb
 from outreach.poller import Match, act
@@ -73,14 +74,21 @@ def app(workspace: Path, db: str, clock: FakeClock) -> Iterator[App]:
 
 
 def advance(app: App, clock: FakeClock, until: dt.datetime) -> None:
-    """Play the scheduler forward to `until`, one tick per due time (no mail leaves: messages stay planned)."""
+    """Play the scheduler forward to `until`, one tick per due time; each email planned goes out
+    at once (no SMTP: the outbox row is marked sent), as the workers would send it."""
     for _ in range(500):
         with app.sessions() as session:
             due = session.scalar(select(func.min(Enrollment.next_action_at)).where(Enrollment.phase.in_(SCHEDULED)))
         if due is None or ensure_utc(due) > until:
             break
         clock.set(max(ensure_utc(due), clock.now()))
-        tick(app)
+        planned = tick(app).messages
+        if planned:
+            with transaction(app.sessions) as session:
+                for message in session.scalars(select(Message).where(Message.id.in_(planned), Message.kind == "sequence")):
+                    message.status, message.sent_at = "sent", clock.now()
+                session.flush()
+                wake(session, planned, clock.now())
     clock.set(until)
 
 

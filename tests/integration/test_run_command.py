@@ -46,4 +46,5 @@ def test_run_sends_what_is_due_and_stops_cleanly_on_sigterm(tmp_path: Path, smtp
     assert sorted(r.recipients[0] for r in smtp_server.received) == sorted({r.recipients[0] for r in smtp_server.received})
     assert len(smtp_server.received) == 12
     status = run(workspace, "status", db=db)
-    assert "12 sent" in status.stdout, status.stdout
+    assert "outbox: 12 accepted by the mail servers (12 in the last hour)" in status.stdout, status.stdout
+    assert "in flight: 0 being sent, 0 due and waiting for a worker" in status.stdout, status.stdout
