@@ -30,12 +30,12 @@ import datetime as dt
 import enum
 import logging
 import random
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from email.message import Message as Email
-from typing import Any
 
-from sqlalchemy import Row, bindparam, func, insert, or_, select, update
+from sqlalchemy import bindparam, func, insert, or_, select, update
 from sqlalchemy.orm import Session, joinedload
 
 from outreach import metrics
@@ -54,6 +54,7 @@ from outreach.db.models import (
 )
 from outreach.db.session import transaction
 from outreach.errors import InputError, OutreachError
+from outreach.logs import outage
 from outreach.mail.compose import Party, compose, reply_subject
 from outreach.mail.templates import Rendered
 from outreach.mail.transport import PermanentFailure, RecipientRefused, TemporaryFailure
@@ -65,6 +66,7 @@ log = logging.getLogger(__name__)
 
 DONE = ("sent", "drafted", "failed", "cancelled")
 ANSWERS = ("reply", "unsubscribe", "complaint")  # a person said something: nothing more goes to them unasked
+RECORD_RETRIES = (0.5, 1.0, 2.0, 4.0, 8.0)  # seconds between tries to record an outcome: a database restart is over by then
 MAILBOX_RETRY = dt.timedelta(minutes=1)  # a check over IMAP that failed is tried again after this
 HOLD = dt.timedelta(hours=1)  # a message of an enrollment paused without an end looks again this often
 
@@ -414,14 +416,27 @@ def _answers_count_from(app: App, enrollment: Enrollment, message: Message) -> d
 
 def _record(app: App, result: _Result, at: dt.datetime, renew: list[int], lease: dt.timedelta) -> Outcome:
     """One message's outcome, committed at once; in the same transaction the claim on the rest of
-    the batch is renewed, and the enrollment waiting for the message is woken."""
-    with transaction(app.sessions) as session:
-        outcome = _record_batch(app, session, [result], at)[result.work.pk]
-        if renew:
-            session.execute(update(Message).where(Message.id.in_(renew), Message.status == "sending").values(not_before=at + lease))
-        if outcome is Outcome.SENT:  # the other outcomes wake it as they are recorded (_log_event)
-            wake(session, [result.work.pk], at)
-    return outcome
+    the batch is renewed, and the enrollment waiting for the message is woken. A database that is
+    away is waited for a while (a restart takes seconds); one that stays away leaves the message in
+    `sending`, its copy in the Sent folder where it went out, so that recovery does not send it again."""
+    for wait in (*RECORD_RETRIES, None):
+        try:
+            with transaction(app.sessions) as session:
+                outcome = _record_outcome(app, session, result, at)
+                if renew:
+                    session.execute(update(Message).where(Message.id.in_(renew), Message.status == "sending").values(not_before=at + lease))
+                if outcome is Outcome.SENT:  # the other outcomes wake it as they are recorded (_log_event)
+                    wake(session, [result.work.pk], at)
+            return outcome
+        except Exception as exc:
+            reason = outage(exc)
+            if wait is None or reason is None:
+                if result.failure is None and result.work.kind != "draft":
+                    _copy_to_sent(app, result, at, mark=False)
+                raise
+            log.warning("message %d: its outcome could not be recorded (%s); again in %.1f s", result.work.pk, reason, wait)
+            time.sleep(wait)
+    raise AssertionError("unreachable")
 
 
 _ENROLLMENT = Enrollment.__table__
@@ -442,29 +457,26 @@ def wake(session: Session, message_pks: list[int], at: dt.datetime) -> None:
     session.execute(update(_ENROLLMENT).where(_ENROLLMENT.c.id.in_(due.scalar_subquery())).values(next_action_at=at).execution_options(synchronize_session=False))
 
 
-def _record_batch(app: App, session: Session, results: list[_Result], now: dt.datetime) -> dict[int, Outcome]:
-    """The outcome of each SMTP attempt, in the caller's transaction."""
-    outcomes: dict[int, Outcome] = {}
-    sent = [r for r in results if r.failure is None and r.work.kind != "draft"]
-    rest = [r for r in results if r.failure is not None or r.work.kind == "draft"]
-    if sent:  # the first statement marks them sent: what matters most goes first
-        outcomes.update(_record_sent(session, sent, now))
-    if rest:
-        messages = _locked(session, (r.work.pk for r in rest))
-        for result in rest:
-            message = messages[result.work.pk]
-            failure = result.failure
-            if failure is None:
-                message.subject = result.work.subject
-                outcomes[message.id] = _set_drafted(session, message, now)
-            elif isinstance(failure, TemporaryFailure):
-                outcomes[message.id] = _retry(app, session, message, now, str(failure))
-            elif isinstance(failure, RecipientRefused):
-                outcomes[message.id] = _bounce(app, session, message, now, failure)
-            else:
-                outcomes[message.id] = _set_failed(session, message, now, str(failure))
-        assign_ids(session)
-    return outcomes
+def _record_outcome(app: App, session: Session, result: _Result, now: dt.datetime) -> Outcome:
+    """What SMTP said about one message, in the caller's transaction. A message no longer in
+    `sending` was recorded already (a commit whose answer was lost, tried again): DONE."""
+    if result.failure is None and result.work.kind != "draft":
+        return _record_sent(session, result, now)  # the first statement marks it sent: what matters most goes first
+    message = _locked(session, [result.work.pk]).get(result.work.pk)
+    if message is None or message.status != "sending":
+        return Outcome.DONE
+    failure = result.failure
+    if failure is None:
+        message.subject = result.work.subject
+        outcome = _set_drafted(session, message, now)
+    elif isinstance(failure, TemporaryFailure):
+        outcome = _retry(app, session, message, now, str(failure))
+    elif isinstance(failure, RecipientRefused):
+        outcome = _bounce(app, session, message, now, failure)
+    else:
+        outcome = _set_failed(session, message, now, str(failure))
+    assign_ids(session)
+    return outcome
 
 
 _SENT = (
@@ -476,34 +488,25 @@ _SENT = (
 _MESSAGE = Message.__table__
 _MARK_SENT = (
     update(_MESSAGE)
-    .where(_MESSAGE.c.id == bindparam("pk"))
+    .where(_MESSAGE.c.id == bindparam("pk"), _MESSAGE.c.status == "sending")
     .values(status="sent", error=None, sent_at=bindparam("sent"), not_before=None, subject=bindparam("subj"))
 )
 
 
-def _sent_rows(session: Session, pks: list[int]) -> dict[int, Row[Any]]:
-    return {row[0]: row for row in session.execute(_SENT.where(Message.id.in_(pks)))}
-
-
-def _record_sent(session: Session, results: list[_Result], now: dt.datetime) -> dict[int, Outcome]:
-    """What `_set_sent` does, for messages SMTP accepted: one UPDATE executemany for the messages,
-    then one INSERT executemany for their lines on the record (the lines `record` writes)."""
-    session.execute(_MARK_SENT, [{"pk": r.work.pk, "sent": now, "subj": r.work.subject} for r in results])
-    rows = _sent_rows(session, [r.work.pk for r in results])
-    updates: list[dict[str, Any]] = []
-    events: list[dict[str, Any]] = []
-    for result in results:
-        pk, kind, lead_id, enrollment_id, step_key, recipient, sent_at, enrollment_lead_id, next_action_at, lead_status = rows[result.work.pk]
-        subject = result.work.subject
-        updates.append({"pk": pk, "sent": sent_at or now, "subj": subject})
-        event, key_points = _sent_line(kind, recipient, subject)
-        events.append(event_values(
-            now, event, key_points, channel="email", lead_id=lead_id, enrollment_id=enrollment_id, enrollment_lead_id=enrollment_lead_id,
-            lead_status=lead_status, next_follow_up_at=next_action_at, data={"message": pk, "step": step_key, "recovered": False},
-        ))
-        log.info("message %d sent", pk)
-    session.execute(insert(Event.__table__), events)
-    return {u["pk"]: Outcome.SENT for u in updates}
+def _record_sent(session: Session, result: _Result, now: dt.datetime) -> Outcome:
+    """What `_set_sent` does, for a message SMTP accepted, in two statements: mark it sent, then its
+    line on the record (the line `record` writes)."""
+    pk, subject = result.work.pk, result.work.subject
+    if session.execute(_MARK_SENT, {"pk": pk, "sent": now, "subj": subject}).rowcount == 0:  # type: ignore[attr-defined]
+        return Outcome.DONE
+    _, kind, lead_id, enrollment_id, step_key, recipient, _, enrollment_lead_id, next_action_at, lead_status = session.execute(_SENT.where(Message.id == pk)).one()
+    event, key_points = _sent_line(kind, recipient, subject)
+    session.execute(insert(Event.__table__), [event_values(
+        now, event, key_points, channel="email", lead_id=lead_id, enrollment_id=enrollment_id, enrollment_lead_id=enrollment_lead_id,
+        lead_status=lead_status, next_follow_up_at=next_action_at, data={"message": pk, "step": step_key, "recovered": False},
+    )])
+    log.info("message %d sent", pk)
+    return Outcome.SENT
 
 
 def _set_cancelled(session: Session, message: Message, now: dt.datetime, reason: str) -> Outcome:
@@ -604,7 +607,7 @@ def _after_answer(session: Session, message: Message, now: dt.datetime) -> Outco
     return None
 
 
-def _copy_to_sent(app: App, result: _Result, now: dt.datetime) -> None:
+def _copy_to_sent(app: App, result: _Result, now: dt.datetime, *, mark: bool = True) -> None:
     address = result.work.mailbox
     cfg = app.mailbox_config(address)
     store = app.store(address)
@@ -615,5 +618,6 @@ def _copy_to_sent(app: App, result: _Result, now: dt.datetime) -> None:
     except (TemporaryFailure, OutreachError, OSError) as exc:
         log.warning("message %d: the copy to Sent failed (%s); the message itself went out", result.work.pk, exc)
         return
-    with transaction(app.sessions) as session:
-        session.execute(update(Message).where(Message.id == result.work.pk).values(saved_to_sent=True))
+    if mark:
+        with transaction(app.sessions) as session:
+            session.execute(update(Message).where(Message.id == result.work.pk).values(saved_to_sent=True))

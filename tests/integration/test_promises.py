@@ -206,3 +206,48 @@ def test_the_broker_away_costs_a_round_not_minutes(pipe: Pipeline) -> None:
     handed: list[list[int]] = []
     assert sorted(relay(pipe.app, handed.append, now=START + dt.timedelta(seconds=5))) == sorted(planned.messages)
     assert relay(pipe.app, handed.append, now=START + dt.timedelta(seconds=10)) == []  # with the broker now
+
+
+def _database_away(monkeypatch: pytest.MonkeyPatch, times: int) -> list[int]:
+    """The next `times` records of an outcome meet a database that is away; how many did."""
+    import sqlalchemy.exc
+
+    from outreach import delivery
+
+    real = delivery._record_outcome
+    met: list[int] = []
+
+    def flaky(*args: Any, **kwargs: Any) -> Outcome:
+        if len(met) < times:
+            met.append(1)
+            raise sqlalchemy.exc.OperationalError("UPDATE message", {}, ConnectionRefusedError(111, "Connection refused"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(delivery, "_record_outcome", flaky)
+    monkeypatch.setattr(delivery, "RECORD_RETRIES", (0.01, 0.01))
+    return met
+
+
+def test_a_database_restart_while_recording_is_waited_for(pipe: Pipeline, smtp_server: SmtpServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    pipe.app.enroll(BD, ["ananya.rao@acme.example"], seed=5)
+    pipe.prepare()
+    pk = tick(pipe.app, now=START).messages[0]
+    met = _database_away(monkeypatch, 2)
+    assert deliver(pipe.app, pk, now=START) is Outcome.SENT
+    assert len(met) == 2 and len(smtp_server.received) == 1
+    assert _statuses(pipe, [pk]) == {pk: "sent"}
+
+
+def test_a_database_that_stays_away_leaves_the_copy_in_sent_so_recovery_does_not_send_again(pipe: Pipeline, smtp_server: SmtpServer, dovecot: Dovecot, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sqlalchemy.exc
+
+    pipe.app.enroll(BD, ["ananya.rao@acme.example"], seed=5)
+    pipe.prepare()
+    pk = tick(pipe.app, now=START).messages[0]
+    _database_away(monkeypatch, 3)
+    with pytest.raises(sqlalchemy.exc.OperationalError):
+        deliver(pipe.app, pk, now=START)
+    assert len(smtp_server.received) == 1 and _statuses(pipe, [pk]) == {pk: "sending"}
+    later = START + dt.timedelta(seconds=pipe.app.settings.workspace.send_lease + 1)
+    assert deliver(pipe.app, pk, now=later) is Outcome.SENT  # found in Sent: recorded, not sent again
+    assert len(smtp_server.received) == 1
