@@ -482,6 +482,8 @@ def decide(
 def plan(state: State, seq: Sequence, cal: BusinessCalendar, *, limit: int = 40) -> list[Action]:
     """What will happen if nobody answers: the actions in order, each at its planned time."""
     planned: list[Action] = []
+    if state.sending is not None:  # the email in flight, as if it went out when it was handed over
+        state = _email_done(state, seq, EmailDone(at=state.anchor_at, step_key=state.sending))
     pending = next_action_at(state, seq, cal)
     now = pending
     for _ in range(limit * 2):

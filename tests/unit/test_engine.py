@@ -360,3 +360,11 @@ def test_an_email_done_for_another_step_changes_nothing() -> None:
     handed = eng.decide(eng.State.start(MONDAY_10_IST, 1), definition, (), MONDAY_10_IST, cal())
     other = eng.apply_event(handed.state, definition, eng.EmailDone(at=MONDAY_10_IST, step_key="reminder"), cal())
     assert other == (handed.state, [])
+
+
+def test_the_timeline_of_an_enrollment_with_an_email_in_flight_goes_on_from_it() -> None:
+    definition = seq(BD)
+    handed = eng.decide(eng.State.start(MONDAY_10_IST, 4), definition, (), MONDAY_10_IST, cal())
+    ahead = eng.plan(handed.state, definition, cal())
+    assert [a.step_id for a in ahead if isinstance(a, eng.SendEmail)] == ["proposal-check", "reminder", "closure"]
+    assert ahead == eng.plan(out(handed, MONDAY_10_IST, definition), definition, cal())
