@@ -8,6 +8,10 @@ from dramatiq.brokers.stub import StubBroker
 from outreach.errors import ConfigError, Location, Problem
 
 
+HEARTBEAT_TIMEOUT_MS = 15_000  # a worker silent this long is taken for dead
+MAINTENANCE_CHANCE = 50_000  # in a million commands: with a few workers fetching each second, a look every few seconds
+
+
 def make_broker(url: str) -> dramatiq.Broker:
     scheme = url.split(":", 1)[0].lower()
     if scheme == "stub":
@@ -15,7 +19,11 @@ def make_broker(url: str) -> dramatiq.Broker:
     if scheme in ("redis", "rediss"):
         from dramatiq.brokers.redis import RedisBroker
 
-        return RedisBroker(url=url)
+        # A worker that died holding batches (taken from the queue, not acknowledged) has them put
+        # back by the next "maintenance" after its heartbeats stop. Dramatiq's defaults (60 s of
+        # silence, maintenance on 0.1 % of commands) leave them with the dead worker for many
+        # minutes; a live worker's heartbeat comes with every fetch, about once a second.
+        return RedisBroker(url=url, heartbeat_timeout=HEARTBEAT_TIMEOUT_MS, maintenance_chance=MAINTENANCE_CHANCE)
     if scheme in ("amqp", "amqps"):
         from dramatiq.brokers.rabbitmq import RabbitmqBroker
 
