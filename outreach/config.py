@@ -113,6 +113,7 @@ class WorkspaceConfig(_Strict):
     templates: str = "templates"
     public_url: str = "http://127.0.0.1:8025"  # where the unsubscribe links point
     max_attempts: int = Field(8, ge=1)  # temporary failures before a message is dead-lettered
+    retry_after: float = Field(30.0, ge=1, le=3600)  # seconds before the first retry; doubled after each, up to 1 h
     # seconds a worker holds a message it is sending; one that died is taken over after this
     # (each SMTP exchange is cut off at half of it, so a live worker never loses its claim)
     send_lease: float = Field(120.0, ge=10, le=3600)

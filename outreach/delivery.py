@@ -111,9 +111,9 @@ class _Result:
     failure: Exception | None = None
 
 
-def backoff(attempts: int, rng: random.Random) -> dt.timedelta:
-    """30 s, 1 min, 2 min ... up to 1 h, with up to 20 % jitter."""
-    seconds = min(30 * 2 ** max(attempts - 1, 0), 3600)
+def backoff(attempts: int, rng: random.Random, first: float = 30.0) -> dt.timedelta:
+    """`first` seconds (30 s, the workspace's retry_after), doubling after each attempt up to 1 h, with up to 20 % jitter."""
+    seconds = min(first * 2 ** max(attempts - 1, 0), 3600)
     return dt.timedelta(seconds=seconds * (1 + rng.random() * 0.2))
 
 
@@ -573,7 +573,7 @@ def _retry(app: App, session: Session, message: Message, now: dt.datetime, error
     mailbox = message.mailbox
     if mailbox is not None and mailbox.day_count > 0:
         mailbox.day_count -= 1  # it did not go out: it does not count toward today's cap
-    message.not_before = now + backoff(message.attempts, random.Random(f"{message.message_id}:{message.attempts}"))
+    message.not_before = now + backoff(message.attempts, random.Random(f"{message.message_id}:{message.attempts}"), app.settings.workspace.retry_after)
     message.enqueued_at = None
     _log_event(session, message, now, "send-deferred", f"attempt {message.attempts}: {error}; next try {message.not_before:%H:%M:%S} UTC")
     log.info("message %d: temporary failure (%s), retry at %s", message.id, error, message.not_before.isoformat())
