@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 import shutil
+import signal
+import subprocess
+import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +23,14 @@ from tests.servers import Dovecot, SmtpServer
 from workers import actors
 
 ROOT = Path(__file__).resolve().parents[1]
+ALWAYS_OPEN = """name: always-open
+mailbox: owner
+timezone: UTC
+window: {days: mon-sun, hours: "00:00-23:59"}
+steps:
+  - id: hello
+    template: initial_outreach
+"""
 PASSWORD_ENV = "OUTREACH_TEST_IMAP_PASSWORD"
 PASSWORD = "test-secret"
 MAILBOXES = ("priya@appneural.example", "rahul@appneural.example", "meera@appneural.example", "support@appneural.example")
@@ -90,3 +103,20 @@ class Pipeline:
         self.worker.stop()
         actors.configure(None)
         self.app.close()
+
+
+def kill_when(script: str, args: list[str], started: threading.Event, timeout: float = 60) -> None:
+    """Run a Python script in a process of its own and SIGKILL it the moment `started` is set."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    worker = subprocess.Popen([sys.executable, "-c", script, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        assert started.wait(timeout), worker.stdout.read().decode() if worker.stdout else "no output"
+        os.kill(worker.pid, signal.SIGKILL)
+        worker.wait(10)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait(10)
+        if worker.stdout:
+            worker.stdout.close()
+    assert worker.returncode == -signal.SIGKILL

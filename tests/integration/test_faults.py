@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import os
-import signal
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -17,7 +13,7 @@ from sqlalchemy import select
 
 from outreach.db.models import Event, Message
 from outreach.scheduler import tick
-from tests.pipeline import Pipeline, make_workspace
+from tests.pipeline import Pipeline, kill_when, make_workspace
 from tests.servers import Dovecot, Faults, Received, SmtpServer
 
 UTC = dt.timezone.utc
@@ -62,19 +58,7 @@ def _kill_mid_send(pipeline: Pipeline, smtp: SmtpServer, started: threading.Even
     planned = tick(pipeline.app, now=pipeline.clock.now())
     assert len(planned.messages) == 1
     pk = planned.messages[0]
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    worker = subprocess.Popen([sys.executable, "-c", WORKER, str(pipeline.app.settings.root), database_url, str(pk), pipeline.clock.now().isoformat()], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    try:
-        assert started.wait(60), worker.stdout.read().decode() if worker.stdout else "no output"
-        os.kill(worker.pid, signal.SIGKILL)
-        worker.wait(10)
-    finally:
-        if worker.poll() is None:
-            worker.kill()
-            worker.wait(10)
-        if worker.stdout:
-            worker.stdout.close()
-    assert worker.returncode == -signal.SIGKILL
+    kill_when(WORKER, [str(pipeline.app.settings.root), database_url, str(pk), pipeline.clock.now().isoformat()], started)
     with pipeline.app.sessions() as session:
         assert session.get(Message, pk).status == "sending"  # type: ignore[union-attr]
     return pk

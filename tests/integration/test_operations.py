@@ -29,18 +29,10 @@ from outreach.runner import run_scheduler
 from outreach.scheduler import tick
 from outreach.service import App
 from tests.cli_helpers import run
-from tests.pipeline import make_workspace
+from tests.pipeline import ALWAYS_OPEN, make_workspace
 from tests.servers import SmtpServer, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
-ALWAYS_OPEN = """name: always-open
-mailbox: owner
-timezone: UTC
-window: {days: mon-sun, hours: "00:00-23:59"}
-steps:
-  - id: hello
-    template: initial_outreach
-"""
 
 
 def _workspace(tmp_path: Path, smtp: SmtpServer) -> tuple[Path, str]:

@@ -5,10 +5,6 @@ answer (whatever the enrollment's phase), and a broker outage costing one round,
 from __future__ import annotations
 
 import datetime as dt
-import os
-import signal
-import subprocess
-import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -20,7 +16,7 @@ from outreach.db.models import Enrollment, InboundMail, Message
 from outreach.db.session import transaction
 from outreach.delivery import Outcome, deliver, deliver_many
 from outreach.scheduler import relay, tick
-from tests.pipeline import Pipeline, make_workspace
+from tests.pipeline import Pipeline, kill_when, make_workspace
 from tests.servers import Dovecot, Faults, Received, SmtpServer
 
 UTC = dt.timezone.utc
@@ -81,19 +77,7 @@ def test_a_worker_killed_mid_batch_has_recorded_each_accepted_message_and_nothin
             third.set()
 
     smtp_server.handler.set_faults(Faults(hang_data=0.5, on_accept=accepted))
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    args = [sys.executable, "-c", BATCH_WORKER, str(pipe.app.settings.root), database_url, str(batch), START.isoformat()]
-    worker = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        assert third.wait(60), worker.stderr.read().decode() if worker.stderr else ""
-        os.kill(worker.pid, signal.SIGKILL)
-        worker.wait(10)
-    finally:
-        if worker.poll() is None:
-            worker.kill()
-            worker.wait(10)
-        if worker.stderr:
-            worker.stderr.close()
+    kill_when(BATCH_WORKER, [str(pipe.app.settings.root), database_url, str(batch), START.isoformat()], third)
     smtp_server.handler.set_faults(Faults())
     ids = _message_ids(pipe, batch)
     accepted_ids = {r.message["Message-ID"] for r in smtp_server.received}

@@ -10,17 +10,8 @@ import time
 from pathlib import Path
 
 from tests.cli_helpers import run
-from tests.pipeline import make_workspace
+from tests.pipeline import ALWAYS_OPEN, make_workspace
 from tests.servers import SmtpServer
-
-ALWAYS_OPEN = """name: always-open
-mailbox: owner
-timezone: UTC
-window: {days: mon-sun, hours: "00:00-23:59"}
-steps:
-  - id: hello
-    template: initial_outreach
-"""
 
 
 def test_run_sends_what_is_due_and_stops_cleanly_on_sigterm(tmp_path: Path, smtp_server: SmtpServer) -> None:
