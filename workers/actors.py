@@ -133,7 +133,7 @@ def mark_dead(message: dict[str, Any], retry_info: dict[str, Any]) -> None:
         if row is not None and row.status not in ("sent", "cancelled"):
             row.status = "failed"
             row.error = f"the worker failed {retry_info.get('retries')} times: {message.get('options', {}).get('traceback', '')[-500:]}"
-            wake(session, [row.id], app.clock.now())  # the next step need not wait for it
+            wake(session, row.enrollment_id, app.clock.now())  # the next step need not wait for it
     log.warning("message %s dead-lettered after %s worker failures", args[0], retry_info.get("retries"))
 
 

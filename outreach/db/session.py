@@ -17,6 +17,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from outreach.errors import ConfigError, Location, Problem
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
+POOL_SIZE = 16  # connections kept open: as many as a process's busiest set of threads
+POOL_OVERFLOW = 16  # more, opened for a burst and closed after it
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
@@ -44,7 +46,10 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
-    return create_engine(url, pool_pre_ping=True, **kwargs)
+    # a connection a thread: a worker's threads each commit every message, and a pool smaller than
+    # them opens and closes a server connection for every transaction beyond its size
+    options: dict[str, Any] = {"pool_pre_ping": True, "pool_size": POOL_SIZE, "max_overflow": POOL_OVERFLOW, **kwargs}
+    return create_engine(url, **options)
 
 
 def alembic_config(engine: Engine) -> Config:

@@ -87,8 +87,8 @@ def advance(app: App, clock: FakeClock, until: dt.datetime) -> None:
             with transaction(app.sessions) as session:
                 for message in session.scalars(select(Message).where(Message.id.in_(planned), Message.kind == "sequence")):
                     message.status, message.sent_at = "sent", clock.now()
-                session.flush()
-                wake(session, planned, clock.now())
+                    session.flush()
+                    wake(session, message.enrollment_id, clock.now())
     clock.set(until)
 
 

@@ -198,16 +198,20 @@ def _database_away(monkeypatch: pytest.MonkeyPatch, times: int) -> list[int]:
 
     from outreach import delivery
 
-    real = delivery._record_outcome
     met: list[int] = []
 
-    def flaky(*args: Any, **kwargs: Any) -> Outcome:
-        if len(met) < times:
-            met.append(1)
-            raise sqlalchemy.exc.OperationalError("UPDATE message", {}, ConnectionRefusedError(111, "Connection refused"))
-        return real(*args, **kwargs)
+    def away(real: Any) -> Any:
+        def flaky(*args: Any, **kwargs: Any) -> Outcome:
+            if len(met) < times:
+                met.append(1)
+                raise sqlalchemy.exc.OperationalError("UPDATE message", {}, ConnectionRefusedError(111, "Connection refused"))
+            return real(*args, **kwargs)
 
-    monkeypatch.setattr(delivery, "_record_outcome", flaky)
+        return flaky
+
+    # the two ways an outcome is recorded (PostgreSQL's one statement for a message sent, and a transaction)
+    monkeypatch.setattr(delivery, "_record_once", away(delivery._record_once))
+    monkeypatch.setattr(delivery, "_record_sent_at_once", away(delivery._record_sent_at_once))
     monkeypatch.setattr(delivery, "RECORD_RETRIES", (0.01, 0.01))
     return met
 
