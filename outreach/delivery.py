@@ -35,7 +35,17 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from email.message import Message as Email
 
-from sqlalchemy import Connection, Update, bindparam, func, insert, or_, select, text, update
+from sqlalchemy import (
+    Connection,
+    Update,
+    bindparam,
+    func,
+    insert,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.orm import Session, joinedload
 
 from outreach import metrics
@@ -301,10 +311,7 @@ def _wait(message: Message, until: dt.datetime) -> Outcome:
 
 
 def _defer(message: Message, until: dt.datetime) -> Outcome:
-    if message.status == "planned":
-        message.not_before = until
-        message.enqueued_at = None
-    return Outcome.DEFERRED
+    return _wait(message, until) if message.status == "planned" else Outcome.DEFERRED
 
 
 def _locked(session: Session, pks: Iterable[int]) -> dict[int, Message]:
@@ -369,10 +376,7 @@ def _claim_one(app: App, session: Session, message: Message, mailbox: Mailbox | 
     if to_lead and answered is not None and answered >= _answers_count_from(app, enrollment, message):
         return _set_cancelled(session, message, now, f"the lead answered ({answered:%Y-%m-%d %H:%M} UTC) before it was sent")
     if to_lead and enrollment.phase == eng.Phase.PAUSED.value:
-        until = enrollment.next_action_at if enrollment.next_action_at is not None and enrollment.next_action_at > now else now + HOLD
-        message.not_before = until
-        message.enqueued_at = None
-        return Outcome.DEFERRED
+        return _wait(message, enrollment.next_action_at if enrollment.next_action_at is not None and enrollment.next_action_at > now else now + HOLD)
     cfg = app.mailbox_config(message.sender)
     if mailbox is None or cfg is None:
         return _set_failed(session, message, now, f"mailbox {message.sender} is not configured in outreach.yaml")
@@ -392,9 +396,7 @@ def _claim_one(app: App, session: Session, message: Message, mailbox: Mailbox | 
         if mailbox.last_sent_at + gap > now:
             later = mailbox.last_sent_at + gap
     if later is not None:
-        message.not_before = later
-        message.enqueued_at = None
-        return Outcome.DEFERRED
+        return _wait(message, later)
     if not work.thread_ids and message.thread is not None:
         message.thread.subject = work.subject
         message.thread.root_message_id = message.message_id

@@ -55,6 +55,17 @@ def make_workspace(path: Path, smtp: SmtpServer, dovecot: Dovecot | None, *, sav
     return path
 
 
+def always_open_workspace(path: Path, smtp: SmtpServer, database_url: str) -> Path:
+    """The shipped workspace without IMAP, examples/leads.csv imported and enrolled in the always-open sequence."""
+    from tests.cli_helpers import run
+
+    workspace = make_workspace(path, smtp, None)
+    (workspace / "sequences" / "always-open.yaml").write_text(ALWAYS_OPEN)
+    assert run(workspace, "leads", "import", "examples/leads.csv", db=database_url).exit_code == 0
+    assert run(workspace, "enroll", "always-open", "--all", db=database_url).exit_code == 0
+    return workspace
+
+
 def pipeline_with_leads(path: Path, smtp: SmtpServer, imap: Any, database_url: str, start: dt.datetime, broker: dramatiq.Broker) -> Pipeline:
     """The shipped workspace on these servers, its schema in place and examples/leads.csv imported."""
     workspace = make_workspace(path, smtp, imap)

@@ -29,19 +29,15 @@ from outreach.runner import run_scheduler
 from outreach.scheduler import tick
 from outreach.service import App
 from tests.cli_helpers import run
-from tests.pipeline import ALWAYS_OPEN, make_workspace
+from tests.pipeline import always_open_workspace
 from tests.servers import SmtpServer, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def _workspace(tmp_path: Path, smtp: SmtpServer) -> tuple[Path, str]:
-    workspace = make_workspace(tmp_path / "ws", smtp, None)
-    (workspace / "sequences" / "always-open.yaml").write_text(ALWAYS_OPEN)
     db = f"sqlite:///{tmp_path / 'ops.sqlite'}"
-    assert run(workspace, "leads", "import", "examples/leads.csv", db=db).exit_code == 0
-    assert run(workspace, "enroll", "always-open", "--all", db=db).exit_code == 0
-    return workspace, db
+    return always_open_workspace(tmp_path / "ws", smtp, db), db
 
 
 def _scrape(port: int) -> str:

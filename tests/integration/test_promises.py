@@ -16,7 +16,7 @@ from outreach.db.models import Enrollment, InboundMail, Message
 from outreach.db.session import transaction
 from outreach.delivery import Outcome, deliver, deliver_many
 from outreach.scheduler import relay, tick
-from tests.pipeline import Pipeline, kill_when, make_workspace
+from tests.pipeline import Pipeline, kill_when, pipeline_with_leads
 from tests.servers import Dovecot, Faults, Received, SmtpServer
 
 UTC = dt.timezone.utc
@@ -40,13 +40,7 @@ deliver_many(app, json.loads(pks), now=now)
 
 @pytest.fixture
 def pipe(tmp_path: Path, smtp_server: SmtpServer, dovecot: Dovecot, database_url: str, stub_broker: Any) -> Any:
-    workspace = make_workspace(tmp_path / "ws", smtp_server, dovecot)
-    if database_url.startswith("postgresql"):
-        from tests.cli_helpers import run
-
-        assert run(workspace, "db", "upgrade", db=database_url).exit_code == 0
-    pipeline = Pipeline(workspace, database_url, START, stub_broker)
-    pipeline.app.import_leads(workspace / "examples" / "leads.csv")
+    pipeline = pipeline_with_leads(tmp_path / "ws", smtp_server, dovecot, database_url, START, stub_broker)
     yield pipeline
     pipeline.close()
 

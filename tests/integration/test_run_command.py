@@ -10,16 +10,13 @@ import time
 from pathlib import Path
 
 from tests.cli_helpers import run
-from tests.pipeline import ALWAYS_OPEN, make_workspace
+from tests.pipeline import always_open_workspace
 from tests.servers import SmtpServer
 
 
 def test_run_sends_what_is_due_and_stops_cleanly_on_sigterm(tmp_path: Path, smtp_server: SmtpServer) -> None:
-    workspace = make_workspace(tmp_path / "ws", smtp_server, None)
-    (workspace / "sequences" / "always-open.yaml").write_text(ALWAYS_OPEN)
     db = f"sqlite:///{tmp_path / 'run.sqlite'}"
-    assert run(workspace, "leads", "import", "examples/leads.csv", db=db).exit_code == 0
-    assert run(workspace, "enroll", "always-open", "--all", db=db).exit_code == 0
+    workspace = always_open_workspace(tmp_path / "ws", smtp_server, db)
     env = {**os.environ, "OUTREACH_WORKSPACE": str(workspace), "OUTREACH_DATABASE_URL": db, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     process = subprocess.Popen([sys.executable, "-m", "outreach.cli", "run", "--interval", "0.2", "--threads", "2"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
