@@ -26,7 +26,7 @@ from outreach.mail.compose import make_message_id
 from outreach.sequences import engine as eng
 from outreach.sequences.delays import Delay
 from outreach.sequences.schema import Sequence
-from outreach.service import IN_FLIGHT_CHECK, App, record, save_state, state_from_json
+from outreach.service import IN_FLIGHT_CHECK, App, record, recorded_in_one_statement, save_state, state_from_json
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +90,7 @@ def tick(app: App, *, now: dt.datetime | None = None, batch: int = 500) -> TickR
             in_flight=in_flight,
             threads={(t.enrollment_id, t.number): t for t in session.scalars(select(Thread).where(Thread.enrollment_id.in_(ids)))},
         )
-        with session.no_autoflush:
+        with session.no_autoflush, recorded_in_one_statement(session):
             for enrollment in enrollments:
                 seq = app.definition(enrollment)
                 _advance(app, session, enrollment, seq, now, result, work)

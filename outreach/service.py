@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import logging
 import datetime as dt
 import random
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from sqlalchemy.orm.attributes import flag_modified
 from outreach.clock import Clock, SystemClock
 from outreach.config import MailboxConfig, Settings
 from outreach.context import lead_context, mailbox_context, person_context
+from outreach.db.batch import insert_rows
 from outreach.db.models import Enrollment, Event, Lead, Mailbox, Message, Person, SequenceVersion, Suppression
 from outreach.db.session import ensure_schema, make_engine, session_factory, transaction
 from outreach.errors import ConfigError, Conflict, InputError, Location, NotFound, Problem, SequenceError, TemplateError
@@ -364,7 +366,7 @@ class App:
         self._store_state(session, enrollment, state, definition)
         session.add(enrollment)
         session.flush()
-        session.add(Event(lead_id=lead.id, enrollment_id=enrollment.id, at=now, kind="enrolled", key_points=f"enrolled in {version.name} v{version.version}", status=lead.status, next_follow_up_at=enrollment.next_action_at))
+        record(session, enrollment, now, "enrolled", f"enrolled in {version.name} v{version.version}")
         return enrollment
 
     def start_enrollment(self, session: Session, lead: Lead, sequence: str, now: dt.datetime) -> Enrollment | str:
@@ -610,14 +612,36 @@ def suppress(session: Session, email: str, reason: str, source: str, at: dt.date
     return True
 
 
+_RECORD_ROWS = "outreach.record_rows"  # session.info key: the lines of a batch, while one is open
+
+
 def record(session: Session, enrollment: Enrollment | None, at: dt.datetime, kind: str, key_points: str, *, channel: str = "system", lead_id: int | None = None, **data: object) -> None:
     """One line of the lead's CRM record."""
-    session.add(Event(**event_values(
+    values = event_values(
         at, kind, key_points, channel=channel, lead_id=lead_id,
         enrollment_id=enrollment.id if enrollment else None, enrollment_lead_id=enrollment.lead_id if enrollment else None,
         lead_status=enrollment.lead.status if enrollment else "", next_follow_up_at=enrollment.next_action_at if enrollment else None,
         data=data,
-    )))
+    )
+    rows: list[dict[str, Any]] | None = session.info.get(_RECORD_ROWS)
+    if rows is not None:
+        rows.append(values)
+    else:
+        session.add(Event(**values))
+
+
+@contextlib.contextmanager
+def recorded_in_one_statement(session: Session) -> Iterator[None]:
+    """The record's lines written inside the block go to the database together at its end, in the
+    order they were written: one executemany rather than an ORM object each, which cost the
+    scheduler as much as the rest of an enrollment's visit. Nothing in the block reads them back."""
+    rows: list[dict[str, Any]] = []
+    session.info[_RECORD_ROWS] = rows
+    try:
+        yield
+    finally:
+        del session.info[_RECORD_ROWS]
+    insert_rows(session, Event.__table__, rows)  # type: ignore[arg-type]
 
 
 def event_values(
