@@ -437,9 +437,7 @@ def _go_dormant(state: State, seq: Sequence, now: dt.datetime, cal: BusinessCale
 
 
 def _end_of_day(now: dt.datetime, cal: BusinessCalendar) -> dt.datetime:
-    local = cal.local(cal.next_open(now))
-    end = dt.datetime.combine(local.date(), cal.window.end, tzinfo=cal.tz)
-    return end.astimezone(dt.timezone.utc)
+    return cal.closes_at(cal.local(cal.next_open(now)).date())
 
 
 def _window_bound(state: State, seq: Sequence) -> bool:
