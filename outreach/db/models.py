@@ -103,7 +103,7 @@ class Lead(Base):
     country: Mapped[str] = mapped_column(String(8), default="")
     fields: Mapped[dict[str, Any]] = mapped_column(default=dict)  # other CSV columns
     owner_id: Mapped[int | None] = mapped_column(ForeignKey("person.id"))
-    status: Mapped[str] = mapped_column(String(16), default="Active")  # CRM status
+    status: Mapped[str] = mapped_column(String(16), default="New")  # CRM status (engine.CrmStatus); New until enrolled
     created_at: Mapped[dt.datetime]
     updated_at: Mapped[dt.datetime]
 

@@ -32,6 +32,7 @@ TERMINAL = frozenset({Phase.STOPPED, Phase.COMPLETED})
 
 
 class CrmStatus(enum.StrEnum):
+    NEW = "New"  # imported, never enrolled: nobody has been contacted (a lead's state before any sequence)
     ACTIVE = "Active"  # the lead answered: a conversation is open
     FOLLOW_UP = "Follow-Up"  # we are following up and waiting for an answer
     CLOSED = "Closed"  # nothing more will happen
