@@ -217,7 +217,7 @@ class Task(Base):
     note: Mapped[str] = mapped_column(Text, default="")
     due_at: Mapped[dt.datetime]
     wait: Mapped[bool] = mapped_column(default=False)
-    status: Mapped[str] = mapped_column(String(16), default="open")  # open | done | skipped
+    status: Mapped[str] = mapped_column(String(16), default="open")  # open | done | skipped | closed (the lead was won or lost)
     outcome: Mapped[str | None] = mapped_column(Text)
     done_at: Mapped[dt.datetime | None]
     created_at: Mapped[dt.datetime]
