@@ -45,7 +45,9 @@ from outreach.service import ACTIVE_PHASES, App, suppress
 CRM_STATUSES = tuple(s.value for s in eng.CrmStatus)
 OPEN = "open"
 CLOSED = "closed"  # a task nobody needs to work any more: its lead was won or lost
-FINISHED_MESSAGES = ("sent", "failed", "cancelled")
+# outbound mail a retention period covers: what went out or never will, and drafts, which live
+# on in the mailbox's Drafts folder whatever becomes of the row
+RETAINED_MESSAGES = ("sent", "failed", "cancelled", "drafted")
 
 
 class Outcome(enum.StrEnum):
@@ -566,7 +568,8 @@ class Purge:
 
 
 def purge(app: App, older_than: Age, *, execute: bool) -> Purge:
-    """Delete the activity log, inbound mail and finished outbound mail older than the period.
+    """Delete the activity log, inbound mail and outbound mail (sent, failed, cancelled or left as a
+    draft) older than the period.
 
     Suppressions stay, whatever their age: they are what keeps a bounced or opted-out address
     from being mailed again. Leads, enrollments and tasks stay too. Without `execute`, only counts."""
@@ -577,7 +580,7 @@ def purge(app: App, older_than: Age, *, execute: bool) -> Purge:
     scope = [
         ("events", Event, Event.at < cutoff),
         ("inbound mail", InboundMail, InboundMail.received_at < cutoff),
-        ("outbound messages", Message, (Message.direction == "out") & Message.status.in_(FINISHED_MESSAGES) & (func.coalesce(Message.sent_at, Message.created_at) < cutoff)),
+        ("outbound messages", Message, (Message.direction == "out") & Message.status.in_(RETAINED_MESSAGES) & (func.coalesce(Message.sent_at, Message.created_at) < cutoff)),
     ]
     with transaction(app.sessions) as session:
         counts = _apply(session, scope, execute)
