@@ -15,23 +15,23 @@ from outreach.db.models import Enrollment, Event, Lead, Message, SequenceVersion
 from outreach.db.session import make_engine, transaction, upgrade
 from outreach.mail import inbound as inb
 from outreach.service import App
-from tests.integration.test_crm import (  # noqa: F401  (fixtures: clock, db, app)
+from tests.cli_helpers import run
+from tests.integration import test_crm
+from tests.integration.test_crm import (
     ANANYA,
     BD,
     START,
     VIKRAM,
     advance,
-    app,
-    clock,
-    db,
     deliver_all,
     receive,
     refused,
     tasks_of,
 )
-from tests.cli_helpers import run
 
 PRIYA = "priya@appneural.example"
+# test_crm's fixtures: the shipped leads imported into an App on a fake clock, the CLI on the same clock
+clock, db, app = test_crm.clock, test_crm.db, test_crm.app
 
 
 def statuses(app: App) -> dict[str, str]:
@@ -76,7 +76,7 @@ def test_leads_stored_as_active_without_ever_being_enrolled_become_new(database_
                 session.add(Enrollment(lead=leads[email], sequence=version, sequence_name="bd", phase="stopped", state={}, seed=1, enrolled_at=now, updated_at=now))
         upgrade(engine)
         with engine.connect() as conn:
-            found = dict(conn.execute(text("SELECT email, status FROM lead")).all())
+            found: dict[str, str] = dict(conn.execute(text("SELECT email, status FROM lead")).all())
         assert found == {"never@acme.example": "New", "answered@acme.example": "Active", "chased@acme.example": "Follow-Up"}
     finally:
         engine.dispose()
