@@ -194,7 +194,7 @@ def lead_mark(
     note: Annotated[Optional[str], typer.Option("--note", "-n", help="Key points for the record.")] = None,
     workspace: WorkspaceOpt = None,
 ) -> None:
-    """Record an outcome. won and lost also end the lead's running sequences and close the lead.
+    """Record an outcome. won and lost also end the lead's running sequences, close its open tasks and close the lead.
 
     Example: outreach lead mark ananya.rao@acme.example meeting-booked --note "Demo on 3 Dec"
     """
@@ -206,7 +206,8 @@ def lead_mark(
         cli._fail(exc)
         return
     stopped = f"; stopped {', '.join(marked.stopped)}" if marked.stopped else ""
-    cli.out.print(f"{marked.email}: {marked.outcome.value} (status {marked.status}){stopped}", markup=False)
+    closed = f"; closed task(s) {', '.join(f'#{t}' for t in marked.closed_tasks)}" if marked.closed_tasks else ""
+    cli.out.print(f"{marked.email}: {marked.outcome.value} (status {marked.status}){stopped}{closed}", markup=False)
 
 
 @lead_app.command("forget")

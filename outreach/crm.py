@@ -44,7 +44,10 @@ from outreach.service import ACTIVE_PHASES, App, suppress
 
 CRM_STATUSES = tuple(s.value for s in eng.CrmStatus)
 OPEN = "open"
-FINISHED_MESSAGES = ("sent", "failed", "cancelled")
+CLOSED = "closed"  # a task nobody needs to work any more: its lead was won or lost
+# outbound mail a retention period covers: what went out or never will, and drafts, which live
+# on in the mailbox's Drafts folder whatever becomes of the row
+RETAINED_MESSAGES = ("sent", "failed", "cancelled", "drafted")
 
 
 class Outcome(enum.StrEnum):
@@ -301,21 +304,30 @@ class Marked:
     outcome: Outcome
     status: str
     stopped: list[str]  # sequences ended by a won or lost
+    closed_tasks: list[int]  # open tasks a won or lost closed
 
 
 def mark(app: App, email: str, outcome: Outcome, note: str | None = None) -> Marked:
-    """Record an outcome; won and lost end the lead's running sequences and close the lead."""
+    """Record an outcome; won and lost end the lead's running sequences, close its open tasks
+    (calls, answers, reviews) and close the lead."""
     now = app.clock.now()
     text = " ".join((note or "").split())
     with transaction(app.sessions) as session:
         lead = find_lead(app, session, email)
         stopped: list[str] = []
+        closed: list[Task] = []
         if outcome in (Outcome.WON, Outcome.LOST):
             stopped = [e.sequence_name for e in app.feed_lead(session, lead, eng.Unenrolled(at=now, reason=f"marked {outcome.value}"))]
             lead.status, lead.updated_at = eng.CrmStatus.CLOSED.value, now
-        points = outcome.value + (f": {text}" if text else "") + (f"; stopped {', '.join(stopped)}" if stopped else "")
-        log_event(session, lead, None, now, "outcome", points, channel="manual", outcome=outcome.value, note=text or None, stopped=stopped)
-        return Marked(email=lead.email, outcome=outcome, status=lead.status, stopped=stopped)
+            closed = list(session.scalars(select(Task).where(Task.lead_id == lead.id, Task.status == OPEN).order_by(Task.due_at, Task.id).with_for_update()))
+        points = outcome.value + (f": {text}" if text else "") + (f"; stopped {', '.join(stopped)}" if stopped else "") + (f"; closed {len(closed)} open task(s)" if closed else "")
+        log_event(session, lead, None, now, "outcome", points, channel="manual", outcome=outcome.value, note=text or None, stopped=stopped, closed_tasks=[t.id for t in closed])
+        for task in closed:  # nobody is to call or answer a lead that is won or lost
+            why = f"lead {outcome.value}"
+            task.status, task.outcome, task.done_at = CLOSED, why, now
+            enrollment = session.get(Enrollment, task.enrollment_id) if task.enrollment_id is not None else None
+            log_event(session, lead, enrollment, now, "task-closed", f"task closed: {why}: {task.title}", channel=task.channel, task=task.id, step=task.step_key)
+        return Marked(email=lead.email, outcome=outcome, status=lead.status, stopped=stopped, closed_tasks=[t.id for t in closed])
 
 
 # ---- KPIs ------------------------------------------------------------------------------------------
@@ -556,7 +568,8 @@ class Purge:
 
 
 def purge(app: App, older_than: Age, *, execute: bool) -> Purge:
-    """Delete the activity log, inbound mail and finished outbound mail older than the period.
+    """Delete the activity log, inbound mail and outbound mail (sent, failed, cancelled or left as a
+    draft) older than the period.
 
     Suppressions stay, whatever their age: they are what keeps a bounced or opted-out address
     from being mailed again. Leads, enrollments and tasks stay too. Without `execute`, only counts."""
@@ -567,7 +580,7 @@ def purge(app: App, older_than: Age, *, execute: bool) -> Purge:
     scope = [
         ("events", Event, Event.at < cutoff),
         ("inbound mail", InboundMail, InboundMail.received_at < cutoff),
-        ("outbound messages", Message, (Message.direction == "out") & Message.status.in_(FINISHED_MESSAGES) & (func.coalesce(Message.sent_at, Message.created_at) < cutoff)),
+        ("outbound messages", Message, (Message.direction == "out") & Message.status.in_(RETAINED_MESSAGES) & (func.coalesce(Message.sent_at, Message.created_at) < cutoff)),
     ]
     with transaction(app.sessions) as session:
         counts = _apply(session, scope, execute)

@@ -388,7 +388,7 @@ def _claim_one(app: App, session: Session, message: Message, mailbox: Mailbox | 
     later: dt.datetime | None = None
     if not cal.is_open(now):
         later = cal.next_open(now)
-    elif count >= cfg.daily_cap:
+    elif _capped(message) and count >= cfg.daily_cap:
         tomorrow = dt.datetime.combine(today + dt.timedelta(days=1), dt.time(0), tzinfo=zone)
         later = cal.next_open(tomorrow.astimezone(dt.timezone.utc) + dt.timedelta(seconds=rng.uniform(0, 600)))
     elif mailbox.last_sent_at is not None and cfg.min_interval + cfg.jitter > 0:
@@ -405,9 +405,15 @@ def _claim_one(app: App, session: Session, message: Message, mailbox: Mailbox | 
     message.not_before = now + _lease(app)
     message.enqueued_at = None  # with this worker now, not the broker: due again the moment the lease runs out
     mailbox.last_sent_at = now
-    mailbox.day, mailbox.day_count = today, count + 1
+    mailbox.day, mailbox.day_count = today, count + (1 if _capped(message) else 0)
     log.debug("sending message %d (enrollment %d, step %s, attempt %d)", message.id, enrollment.id, message.step_key, message.attempts)
     return None
+
+
+def _capped(message: Message) -> bool:
+    """Does the message count toward its mailbox's daily cap? The cap is for mail to leads: a notice
+    to a colleague or a draft left in the Drafts folder takes no lead's slot."""
+    return message.kind == "sequence"
 
 
 def _answers_count_from(app: App, enrollment: Enrollment, message: Message) -> dt.datetime:
@@ -655,7 +661,7 @@ def _retry(app: App, session: Session, message: Message, now: dt.datetime, error
     message.sent_at = None
     message.error = error
     mailbox = message.mailbox
-    if mailbox is not None and mailbox.day_count > 0:
+    if mailbox is not None and mailbox.day_count > 0 and _capped(message):
         mailbox.day_count -= 1  # it did not go out: it does not count toward today's cap
     message.not_before = now + backoff(message.attempts, random.Random(f"{message.message_id}:{message.attempts}"), app.settings.workspace.retry_after)
     message.enqueued_at = None

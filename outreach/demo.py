@@ -61,10 +61,8 @@ from outreach.sequences.calendar import zone
 from outreach.service import App
 from workers import actors
 
-# A fixed start: the same seed tells the same story, weekends and holidays included. It lies in
-# the past on purpose: LocalMail stamps each arrival with the wall clock and the poller dates mail
-# at the earlier of that stamp and its own clock, so mail put in at a simulated moment, and polled
-# then, is dated exactly then.
+# A fixed start: the same seed tells the same story, weekends and holidays included. LocalMail
+# dates each arrival by the demo's clock, so mail put in at a simulated moment is dated then.
 START = dt.datetime(2026, 3, 2, 2, 30, tzinfo=UTC)  # Monday 2 March 2026, 08:00 in Bengaluru
 DAYS = 60
 LONGEST_STEP = dt.timedelta(hours=6)  # the clock never jumps further: the pollers look at least this often
@@ -226,28 +224,28 @@ class Watcher(Protocol):
 # ---- running ------------------------------------------------------------------------------------
 
 
-def run_demo(workspace: Path | None = None, *, seed: int = 7, days: int = DAYS, directory: Path | None = None, watcher: Watcher | None = None) -> DemoResult:
-    """Play `days` of the workspace's sequences for its sample leads (examples/leads.csv), the same
-    story for the same seed; what became of each lead, and the KPIs."""
+def run_demo(workspace: Path | None = None, *, seed: int = 7, days: int = DAYS, directory: Path | None = None, watcher: Watcher | None = None, start: dt.datetime = START) -> DemoResult:
+    """Play `days` of the workspace's sequences for its sample leads (examples/leads.csv) from
+    `start`, the same story for the same seed and start; what became of each lead, and the KPIs."""
     source = load_settings(workspace, {})  # the workspace file alone: the demo brings its own database, broker and mail
     if not source.workspace.mailboxes:
         raise ConfigError(Problem(Location(str(source.root / "outreach.yaml")), "the workspace has no mailboxes to send from; the demo needs the team's mailboxes"))
     folder = (directory or source.root / "var" / "demo").resolve()
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
-    end = START + dt.timedelta(days=days)
-    with _stage(source, folder) as stage:
+    end = start + dt.timedelta(days=days)
+    with _stage(source, folder, start) as stage:
         prepare(stage.app)
         cast = _enroll(stage.app, source.root / "examples" / "leads.csv", seed)
         if watcher is not None:
-            watcher.started(_setup(stage, folder, cast, end))
+            watcher.started(_setup(stage, folder, cast, start, end))
         finished, rounds = _play(stage, _People(stage, cast, seed), end, watcher)
         leads = _outcomes(stage.app, cast)
         with stage.app.sessions() as session:
             kpis = crm.report(stage.app, session)
     return DemoResult(
         directory=folder, database=folder / "outreach.sqlite", maildir=folder / "mail",
-        start=START, end=end, finished=finished, rounds=rounds, mailboxes=tuple(box.address for box in source.workspace.mailboxes), leads=leads, report=kpis,
+        start=start, end=end, finished=finished, rounds=rounds, mailboxes=tuple(box.address for box in source.workspace.mailboxes), leads=leads, report=kpis,
     )
 
 
@@ -262,15 +260,15 @@ class _Stage:
 
 
 @contextmanager
-def _stage(source: Settings, folder: Path) -> Iterator[_Stage]:
+def _stage(source: Settings, folder: Path, start: dt.datetime) -> Iterator[_Stage]:
     """LocalMail, the App on a fake clock, the workers; stopped in the reverse order, whatever happens."""
     password = secrets.token_urlsafe(16)
     with ExitStack() as stack:
         stack.enter_context(_temp_dir_on_the_filesystem_of(folder))
         stack.enter_context(_environment(PASSWORD_ENV, password))
-        mail = LocalMail(folder / "mail", {box.address: password for box in source.workspace.mailboxes}).start()
+        clock = FakeClock(start)
+        mail = LocalMail(folder / "mail", {box.address: password for box in source.workspace.mailboxes}, clock=clock).start()
         stack.callback(mail.stop)
-        clock = FakeClock(START)
         app = App(_demo_settings(source, folder, mail), clock, migrate=True)
         stack.callback(app.close)
         broker, worker = _start_workers(app)
@@ -357,11 +355,11 @@ def _enroll(app: App, leads_csv: Path, seed: int) -> dict[str, Persona]:
     return cast
 
 
-def _setup(stage: _Stage, folder: Path, cast: dict[str, Persona], end: dt.datetime) -> Setup:
+def _setup(stage: _Stage, folder: Path, cast: dict[str, Persona], start: dt.datetime, end: dt.datetime) -> Setup:
     mail = stage.mail
     return Setup(
         database=folder / "outreach.sqlite", maildir=mail.root, smtp=f"{mail.host}:{mail.smtp_port}", imap=f"{mail.host}:{mail.imap_port}",
-        timezone=stage.app.settings.workspace.timezone, start=START, end=end, enrolled=dict(Counter(p.sequence for p in cast.values())),
+        timezone=stage.app.settings.workspace.timezone, start=start, end=end, enrolled=dict(Counter(p.sequence for p in cast.values())),
     )
 
 

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from outreach.db.models import Lead, Person
 from outreach.errors import LeadImportError, Location, Problem
 from outreach.sequences.calendar import country_holidays, zone
+from outreach.sequences.engine import CrmStatus
 
 STANDARD = ("email", "first_name", "last_name", "company", "title", "phone", "timezone", "country", "owner")
 
@@ -253,7 +254,7 @@ def upsert(
             lead = existing.get(row.email)
             owner_id = people.get(row.values["owner"]) if "owner" in row.values else None
             if lead is None:
-                lead = Lead(email=row.email, fields=dict(row.custom), created_at=now, updated_at=now, owner_id=owner_id, status="Active")
+                lead = Lead(email=row.email, fields=dict(row.custom), created_at=now, updated_at=now, owner_id=owner_id, status=CrmStatus.NEW.value)
                 for key, value in row.values.items():
                     if key not in ("email", "owner"):
                         setattr(lead, key, value)

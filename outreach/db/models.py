@@ -103,7 +103,7 @@ class Lead(Base):
     country: Mapped[str] = mapped_column(String(8), default="")
     fields: Mapped[dict[str, Any]] = mapped_column(default=dict)  # other CSV columns
     owner_id: Mapped[int | None] = mapped_column(ForeignKey("person.id"))
-    status: Mapped[str] = mapped_column(String(16), default="Active")  # CRM status
+    status: Mapped[str] = mapped_column(String(16), default="New")  # CRM status (engine.CrmStatus); New until enrolled
     created_at: Mapped[dt.datetime]
     updated_at: Mapped[dt.datetime]
 
@@ -217,7 +217,7 @@ class Task(Base):
     note: Mapped[str] = mapped_column(Text, default="")
     due_at: Mapped[dt.datetime]
     wait: Mapped[bool] = mapped_column(default=False)
-    status: Mapped[str] = mapped_column(String(16), default="open")  # open | done | skipped
+    status: Mapped[str] = mapped_column(String(16), default="open")  # open | done | skipped | closed (the lead was won or lost)
     outcome: Mapped[str | None] = mapped_column(Text)
     done_at: Mapped[dt.datetime | None]
     created_at: Mapped[dt.datetime]

@@ -20,7 +20,6 @@ from argparse import Namespace
 from collections.abc import Coroutine, Iterable, Mapping
 from concurrent.futures import Future
 from contextlib import AsyncExitStack
-from datetime import datetime, timezone
 from mailbox import MaildirMessage
 from pathlib import Path
 from types import TracebackType
@@ -42,6 +41,8 @@ from pymap.parsing.message import AppendMessage
 from pymap.parsing.specials import FetchRequirement
 from pymap.user import Passwords, UserMetadata
 from pysasl.hashing import BuiltinHash
+
+from outreach.clock import Clock, SystemClock
 
 __all__ = ["CATCH_ALL", "FOLDERS", "LocalMail"]
 
@@ -129,10 +130,12 @@ class LocalMail:
     `users` maps each address to its IMAP password; each gets INBOX, Sent and Drafts. A port of 0
     picks a free one: read `imap_port` and `smtp_port` after `start()`. IMAP is plain (no TLS),
     so a client's config uses security "none"; SMTP takes mail from anyone, without AUTH.
+    Arrivals are dated (INTERNALDATE) by `clock`: a simulation's clock dates its mail as its own.
     """
 
-    def __init__(self, root: Path, users: Mapping[str, str], *, host: str = "127.0.0.1", imap_port: int = 0, smtp_port: int = 0) -> None:
+    def __init__(self, root: Path, users: Mapping[str, str], *, host: str = "127.0.0.1", imap_port: int = 0, smtp_port: int = 0, clock: Clock | None = None) -> None:
         self.root = Path(root)
+        self.clock = clock or SystemClock()
         self.users = {address.lower(): password for address, password in users.items()}
         if CATCH_ALL in self.users:
             raise ValueError(f"{CATCH_ALL!r} is the account for mail to unknown addresses, not a user name")
@@ -289,7 +292,7 @@ class LocalMail:
             if user not in self._inboxes:
                 # kept: pymap's get_mailbox re-reads the whole folder, and append does not need that
                 self._inboxes[user] = await self._mailbox(user, "INBOX")
-            await self._inboxes[user].append(AppendMessage(copy, datetime.now(timezone.utc)), recent=True)
+            await self._inboxes[user].append(AppendMessage(copy, self.clock.now()), recent=True)
 
     async def _messages(self, user: str, folder: str) -> list[bytes]:
         mailbox = await self._mailbox(user, folder)

@@ -20,6 +20,7 @@ import holidays as holidays_lib
 from outreach.sequences.delays import Delay, Unit
 
 UTC = dt.timezone.utc
+MIDNIGHT = dt.time(0)
 DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _MAX_SCAN_DAYS = 800  # a window must open at least once in this many days
 
@@ -34,16 +35,34 @@ class HolidaySet(Protocol):
 
 @dataclass(frozen=True)
 class Window:
+    """The hours of the days on which sending is allowed, in local time.
+
+    An `end` of 00:00 is midnight at the end of the day (written 24:00), so 00:00-24:00 is the
+    whole day; no other window ends at or before its start."""
+
     days: frozenset[int]  # 0 = Monday
     start: dt.time
     end: dt.time
 
+    def __post_init__(self) -> None:
+        if not self.until_midnight and self.end <= self.start:
+            raise ValueError(f"{self.describe()}: the window must end after it starts, on the same day")
+
     @classmethod
     def parse(cls, days: str | Iterable[str] = "mon-fri", hours: str = "09:00-17:00") -> Window:
-        return cls(days=parse_days(days), start=parse_hours(hours)[0], end=parse_hours(hours)[1])
+        start, end = parse_hours(hours)
+        return cls(days=parse_days(days), start=start, end=end)
+
+    @property
+    def until_midnight(self) -> bool:
+        return self.end == MIDNIGHT
+
+    def contains(self, time: dt.time) -> bool:
+        """Is this local time of day inside the hours (whatever the day)?"""
+        return self.start <= time and (self.until_midnight or time < self.end)
 
     def describe(self) -> str:
-        return f"{format_days(self.days)} {self.start:%H:%M}-{self.end:%H:%M}"
+        return f"{format_days(self.days)} {self.start:%H:%M}-{'24:00' if self.until_midnight else f'{self.end:%H:%M}'}"
 
 
 def parse_days(spec: str | Iterable[str]) -> frozenset[int]:
@@ -87,18 +106,16 @@ _HOURS = re.compile(r"^\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*$")
 
 
 def parse_hours(spec: str) -> tuple[dt.time, dt.time]:
+    """'09:00-17:30' as its start and end; an end of 24:00 is the end of the day (00:00, see Window)."""
     match = _HOURS.match(str(spec))
     if not match:
         raise ValueError(f"{spec!r} is not a time range; write e.g. '09:00-17:30'")
     h1, m1, h2, m2 = (int(g) for g in match.groups())
-    if h2 == 24 and m2 == 0:
-        h2, m2 = 23, 59
-    if not (0 <= h1 < 24 and 0 <= h2 < 24 and m1 < 60 and m2 < 60):
+    if not (h1 < 24 and m1 < 60 and m2 < 60 and (h2 < 24 or (h2, m2) == (24, 0))):
         raise ValueError(f"{spec!r}: hours go from 00:00 to 24:00")
-    start, end = dt.time(h1, m1), dt.time(h2, m2)
-    if end <= start:
+    if h2 * 60 + m2 <= h1 * 60 + m1:
         raise ValueError(f"{spec!r}: the window must end after it starts, on the same day")
-    return start, end
+    return dt.time(h1, m1), (MIDNIGHT if h2 == 24 else dt.time(h2, m2))
 
 
 def zone(name: str) -> ZoneInfo:
@@ -142,15 +159,22 @@ class BusinessCalendar:
     def local(self, when: dt.datetime) -> dt.datetime:
         return when.astimezone(self.tz)
 
+    def opens_at(self, day: dt.date) -> dt.datetime:
+        """When the window opens on this local day (whether or not it is a business day)."""
+        return self._at(day, self.window.start)
+
+    def closes_at(self, day: dt.date) -> dt.datetime:
+        """When the window opens on this local day closes: a window until 24:00 closes at the next day's midnight."""
+        if self.window.until_midnight:
+            return self._at(day + dt.timedelta(days=1), MIDNIGHT)
+        return self._at(day, self.window.end)
+
     def _at(self, day: dt.date, time: dt.time) -> dt.datetime:
         return dt.datetime.combine(day, time, tzinfo=self.tz).astimezone(UTC)
 
     def is_open(self, when: dt.datetime) -> bool:
         local = self.local(when)
-        return (
-            self.is_business_day(local.date())
-            and self.window.start <= local.time().replace(tzinfo=None) < self.window.end
-        )
+        return self.is_business_day(local.date()) and self.window.contains(local.time().replace(tzinfo=None))
 
     def next_open(self, when: dt.datetime) -> dt.datetime:
         """The earliest instant at or after `when` inside the window on a business day."""
@@ -158,7 +182,7 @@ class BusinessCalendar:
         day = local.date()
         for _ in range(_MAX_SCAN_DAYS):
             if self.is_business_day(day):
-                start, end = self._at(day, self.window.start), self._at(day, self.window.end)
+                start, end = self.opens_at(day), self.closes_at(day)
                 if when < start:
                     return start
                 if when < end:
@@ -187,8 +211,7 @@ class BusinessCalendar:
         remaining = dt.timedelta(hours=hours)
         current = self.next_open(when)
         for _ in range(_MAX_SCAN_DAYS * 4):
-            day = self.local(current).date()
-            end = self._at(day, self.window.end)
+            end = self.closes_at(self.local(current).date())
             available = end - current
             if remaining < available:
                 return current + remaining

@@ -32,6 +32,7 @@ TERMINAL = frozenset({Phase.STOPPED, Phase.COMPLETED})
 
 
 class CrmStatus(enum.StrEnum):
+    NEW = "New"  # imported, never enrolled: nobody has been contacted (a lead's state before any sequence)
     ACTIVE = "Active"  # the lead answered: a conversation is open
     FOLLOW_UP = "Follow-Up"  # we are following up and waiting for an answer
     CLOSED = "Closed"  # nothing more will happen
@@ -437,9 +438,7 @@ def _go_dormant(state: State, seq: Sequence, now: dt.datetime, cal: BusinessCale
 
 
 def _end_of_day(now: dt.datetime, cal: BusinessCalendar) -> dt.datetime:
-    local = cal.local(cal.next_open(now))
-    end = dt.datetime.combine(local.date(), cal.window.end, tzinfo=cal.tz)
-    return end.astimezone(dt.timezone.utc)
+    return cal.closes_at(cal.local(cal.next_open(now)).date())
 
 
 def _window_bound(state: State, seq: Sequence) -> bool:

@@ -63,7 +63,8 @@ def test_a_daily_cap_spreads_sending_over_days_and_loses_nothing(tmp_path: Path,
     zones = {"priya@appneural.example": "Asia/Kolkata", "rahul@appneural.example": "Europe/London", "meera@appneural.example": "Asia/Kolkata", "support@appneural.example": "Asia/Kolkata"}
     for item in smtp_server.received:
         sent = parsedate_to_datetime(item.message["Date"])
-        per_day[(item.sender, sent.astimezone(ZoneInfo(zones[item.sender])).date())] += 1
+        if not item.recipients[0].endswith("@appneural.example"):  # the cap is for mail to leads, not notices to the team
+            per_day[(item.sender, sent.astimezone(ZoneInfo(zones[item.sender])).date())] += 1
         per_box[item.sender].append(sent)
     assert max(per_day.values()) == 1
     received = [item.message["Message-ID"] for item in smtp_server.received]

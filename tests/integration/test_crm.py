@@ -321,13 +321,13 @@ def test_the_report_counts_exactly_on_a_known_dataset(app: App, clock: FakeClock
     assert lines["meeting conversion"].startswith("meeting conversion 50.0 % ≥ 30 % yes 1 of 2")
     assert lines["proposal conversion"].startswith("proposal conversion 100.0 % ≥ 20 % yes 1 of 1")
     assert "emails sent 4 · replies 4 · auto-replies 1 · bounces 1 · unsubscribes 0 · open tasks 1 · overdue tasks 1" in shown.stdout
-    assert "leads by CRM status: Active 10 · Follow-Up 1 · Closed 1 · Dormant 0" in shown.stdout
+    assert "leads by CRM status: New 8 · Active 2 · Follow-Up 1 · Closed 1 · Dormant 0" in shown.stdout
 
     with out.open(newline="", encoding="utf-8") as handle:
         rows = {row["metric"]: row for row in csv.DictReader(handle)}
     assert {k: rows["follow-up success rate"][k] for k in ("value", "unit", "target", "met")} == {"value": "50.0", "unit": "%", "target": "≥ 60 %", "met": "no"}
     assert (rows["response time"]["value"], rows["response time p90"]["value"], rows["response time"]["met"]) == ("2.0", "30.0", "yes")
-    assert (rows["emails sent"]["value"], rows["leads Active"]["value"], rows["overdue tasks"]["value"]) == ("4", "10", "1")
+    assert (rows["emails sent"]["value"], rows["leads New"]["value"], rows["leads Active"]["value"], rows["overdue tasks"]["value"]) == ("4", "8", "2", "1")
 
     assert run(workspace, "lead", "mark", VIKRAM, "meeting-booked", db=db).exit_code == 0
     with app.sessions() as session:
