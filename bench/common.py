@@ -28,7 +28,7 @@ START = dt.datetime(2026, 11, 23, 5, 0, tzinfo=UTC)  # a Monday, inside the Indi
 ONE_STEP = """name: bench-intro
 mailbox: owner
 timezone: Asia/Kolkata
-window: {days: mon-sun, hours: "00:00-23:59"}
+window: {days: mon-sun, hours: "00:00-24:00"}
 steps:
   - id: intro
     template: initial_outreach

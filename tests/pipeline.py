@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 ALWAYS_OPEN = """name: always-open
 mailbox: owner
 timezone: UTC
-window: {days: mon-sun, hours: "00:00-23:59"}
+window: {days: mon-sun, hours: "00:00-24:00"}
 steps:
   - id: hello
     template: initial_outreach
