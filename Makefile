@@ -17,7 +17,10 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/outreach demo
 
-test: $(STAMP)
+# the servers first (installed and started as root, else a clear stop within seconds), then the suite
+test:
+	bash scripts/test-services
+	@$(MAKE) --no-print-directory install
 	$(BIN)/python -m pytest
 
 clean:
