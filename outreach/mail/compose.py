@@ -3,34 +3,49 @@
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import re
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 from email.charset import QP, Charset
-from email.header import Header
 from email.message import Message
 from email.mime.multipart import MIMEMultipart
 from email.mime.text import MIMEText
-from email._policybase import Compat32
+from email.policy import Compat32
 from email.utils import format_datetime, formataddr
+from typing import Any
 
 from outreach.errors import InputError, Location, Problem
 from outreach.mail.templates import Rendered
 
 CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+MAX_LINE = 998  # octets of a header line, without its CRLF (RFC 5322 2.1.1)
+FOLD_AT = 78  # where encoded words fold (RFC 5322 2.1.1's "should")
+MAX_WORD = 75  # characters of one encoded word (RFC 2047 2)
 
 
 class _Policy(Compat32):
     """The classic MIME classes write headers as given (after our checks) instead of parsing each
-    one through the header registry, which made composing cost more than sending. Plain ASCII
-    headers stay on one line up to the hard limit of 998; encoded words fold at 78 (RFC 2047)."""
+    one through the header registry, which made composing cost more than sending. A plain ASCII
+    value that fits stays on one line; encoded words (see `_encoded`) fold at FOLD_AT. No line
+    ever passes MAX_LINE: a value that cannot fold within it (a message id or address longer than
+    a line) is refused."""
 
-    def _fold(self, name: str, value: Any, sanitize: bool) -> str:
-        if isinstance(value, str) and value.isascii() and len(name) + len(value) + 2 <= 998:
+    def fold(self, name: str, value: Any) -> str:
+        if isinstance(value, str) and value.isascii() and "=?" not in value and len(name) + len(value) + 2 <= MAX_LINE:
             return f"{name}: {value}{self.linesep}"
-        return super()._fold(name, value, sanitize)  # type: ignore[no-any-return]
+        folded: str = super().fold(name, value)
+        _refuse_longer_than_a_line(name, max(len(line.encode()) for line in folded.split(self.linesep)))
+        return folded
+
+    def fold_binary(self, name: str, value: Any) -> bytes:
+        return self.fold(name, value).encode("ascii")
+
+
+def _refuse_longer_than_a_line(name: str, longest: int) -> None:
+    if longest > MAX_LINE:
+        raise InputError(Problem(Location(name), f"the {name} header holds a word too long to fold ({longest} characters on one line; at most {MAX_LINE})"))
 
 
 POLICY = _Policy(linesep="\r\n")  # CRLF line ends, as SMTP wants them
@@ -66,16 +81,40 @@ class Party:
     name: str = ""
 
     def header(self, what: str) -> str:
-        """`Name <address>`, the name quoted or encoded (RFC 2047) as it needs."""
-        return formataddr((clean_header(self.name, what), clean_header(self.address, what)), charset="utf-8")
+        """`Name <address>`: the name as it is (quoted if it needs) when it is plain text that fits
+        on the line, else in encoded words (RFC 2047)."""
+        name, address = clean_header(self.name, what), clean_header(self.address, what)
+        value = formataddr((name, address))
+        if _plain(name) and "  " not in name and len(what) + len(value) + 2 <= MAX_LINE:  # a phrase reads runs of spaces as one
+            return value
+        return f"{_encoded(name, what)} <{address}>"
 
 
-def _text(value: str, name: str) -> str | Header:
-    return value if value.isascii() else Header(value, "utf-8", header_name=name)
+def _plain(value: str) -> bool:
+    """Text that reads back as written when put in a header as it is."""
+    return value.isascii() and value == value.strip() and "=?" not in value
+
+
+def _encoded(text: str, name: str) -> str:
+    """`text` as RFC 2047 encoded words, each of at most MAX_WORD characters, the first short enough
+    to follow `name: ` on its line. Readers join adjacent encoded words without the spaces between
+    them, so any text reads back exactly: leading or repeated spaces, line separators, `=?`."""
+    first = FOLD_AT - len(name) - 2
+    words = _UTF8.header_encode_lines(text, itertools.chain([min(first, MAX_WORD)], itertools.repeat(MAX_WORD)))
+    return " ".join(word for word in words if word)  # None: nothing fitted beside a long header name
+
+
+def _text(value: str, name: str) -> str:
+    """An unstructured header's value: as it is when it fits on one line and reads back the same,
+    else encoded words, which fold anywhere (a word longer than a line cannot fold otherwise)."""
+    if _plain(value) and len(name) + len(value) + 2 <= MAX_LINE:
+        return value
+    return _encoded(value, name)
 
 
 def _part(body: str, subtype: str) -> MIMEText:
-    return MIMEText(body, subtype, "us-ascii" if body.isascii() else _UTF8, policy=POLICY)
+    charset = "us-ascii" if body.isascii() else _UTF8
+    return MIMEText(body, subtype, charset, policy=POLICY)  # type: ignore[arg-type]  # typeshed has str; a Charset is taken too
 
 
 def compose(
@@ -101,24 +140,28 @@ def compose(
         msg.attach(_part(rendered.html, "html"))
     else:
         msg = _part(rendered.text, "plain")
-    msg["From"] = sender.header("From")
-    msg["To"] = recipient.header("To")
-    msg["Subject"] = _text(clean_header(subject, "Subject"), "Subject")
-    msg["Date"] = format_datetime(date)
-    msg["Message-ID"] = clean_header(message_id, "Message-ID")
+    headers: list[tuple[str, str]] = [
+        ("From", sender.header("From")),
+        ("To", recipient.header("To")),
+        ("Subject", _text(clean_header(subject, "Subject"), "Subject")),
+        ("Date", format_datetime(date)),
+        ("Message-ID", clean_header(message_id, "Message-ID")),
+    ]
     if in_reply_to:
-        msg["In-Reply-To"] = clean_header(in_reply_to, "In-Reply-To")
+        headers.append(("In-Reply-To", clean_header(in_reply_to, "In-Reply-To")))
     if references:
-        msg["References"] = " ".join(clean_header(r, "References") for r in references)
+        headers.append(("References", " ".join(clean_header(r, "References") for r in references)))
     targets = []
     if unsubscribe_url:
         targets.append(f"<{clean_header(unsubscribe_url, 'List-Unsubscribe')}>")
     if unsubscribe_mailto:
         targets.append(f"<{clean_header(unsubscribe_mailto, 'List-Unsubscribe')}>")
     if targets:
-        msg["List-Unsubscribe"] = ", ".join(targets)
+        headers.append(("List-Unsubscribe", ", ".join(targets)))
         if unsubscribe_url:
-            msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
-    for name, value in (extra_headers or {}).items():
-        msg[name] = _text(clean_header(value, name), name)
+            headers.append(("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"))
+    headers.extend((name, _text(clean_header(value, name), name)) for name, value in (extra_headers or {}).items())
+    for name, value in headers:  # refused here rather than when the message is written out
+        _refuse_longer_than_a_line(name, len(name) + 2 + max((len(word) for word in value.split()), default=0))
+        msg[name] = value
     return msg

@@ -3,14 +3,22 @@ from __future__ import annotations
 import datetime as dt
 import random
 from email import message_from_bytes, policy
+from email.header import decode_header, make_header
+from email.utils import getaddresses
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from outreach.delivery import backoff
 from outreach.errors import InputError
-from outreach.mail.compose import Party, base_subject, compose, make_message_id, reply_subject
+from outreach.mail.compose import (
+    Party,
+    base_subject,
+    compose,
+    make_message_id,
+    reply_subject,
+)
 from outreach.mail.templates import Rendered
 from outreach.tracking.unsubscribe import link, sign, verify
 
@@ -109,3 +117,36 @@ def test_long_ascii_headers_stay_on_one_line_and_bodies_end_lines_with_crlf() ->
     assert b"\n" not in raw.replace(b"\r\n", b"")
     body = message_from_bytes(raw, policy=policy.default).get_body(("plain",))
     assert body is not None and body.get_content().splitlines() == ["Hello Jane"]
+
+
+# Any text but the control characters clean_header refuses; long runs of one short alphabet reach
+# words longer than a line, spaces at the ends and in runs, and a literal "=?".
+_REFUSED = "".join(map(chr, [*range(32), 127]))
+_HEADER_TEXT = st.one_of(
+    st.text(st.one_of(st.sampled_from(' ab=?"\\<>,;:@()[].'), st.characters(codec="utf-8", exclude_characters=_REFUSED)), max_size=300),
+    st.text(st.sampled_from("ab =?ü"), max_size=2500),
+)
+
+
+def _rfc2047(value: str) -> str:
+    """A display name decoded by RFC 2047's rule (6.2: the space between two encoded words goes);
+    Python's newer parser keeps it as a space."""
+    return str(make_header(decode_header(value)))
+
+
+@given(subject=_HEADER_TEXT, name=_HEADER_TEXT)
+@example(subject="a" * 1210, name="Priya")  # a word longer than a line
+@example(subject="Hello", name="ü" * 600)  # a name longer than a line once encoded
+@example(subject="=?utf-8?q?Hi?=", name=" =?utf-8?q?x?=  y ")  # text that looks encoded; spaces a phrase trims or merges
+@example(subject="Caf\u2028e\x85", name="a\u2029b")  # line separators to str.splitlines
+def test_any_subject_and_name_fold_within_998_octets_and_read_back_the_same(subject: str, name: str) -> None:
+    raw = _message(subject=subject, recipient=Party("jane@example.com", name))
+    assert max(len(line) for line in raw.split(b"\r\n")) <= 998
+    assert message_from_bytes(raw, policy=policy.default)["Subject"] == subject
+    [(display_name, address)] = getaddresses([message_from_bytes(raw, policy=policy.compat32)["To"]])
+    assert (_rfc2047(display_name), address) == (name, "jane@example.com")
+
+
+def test_a_header_that_cannot_fold_within_998_octets_is_refused() -> None:
+    with pytest.raises(InputError, match=r"Message-ID: the Message-ID header holds a word too long to fold \(1\d{3} characters on one line; at most 998\)"):
+        _message(message_id="<" + "a" * 1100 + "@appneural.example>")
