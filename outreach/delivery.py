@@ -118,7 +118,7 @@ class _Result:
     """What SMTP said about one claimed message, to be recorded with the rest of the batch."""
 
     work: _Work
-    email: Email
+    email: Email | None  # None: it could not be written, and `failure` says why
     failure: Exception | None = None
 
 
@@ -205,18 +205,21 @@ def _check_mailbox(app: App, work: _Work, now: dt.datetime) -> Outcome | None:
 
 def _send(app: App, work: _Work, now: dt.datetime) -> _Result:
     assert work.rendered is not None
-    email = compose(
-        work.rendered,
-        sender=work.sender,
-        recipient=Party(work.recipient),
-        message_id=work.message_id,
-        date=now.astimezone(app.mailbox_zone(work.mailbox)),
-        subject=work.subject,
-        in_reply_to=work.thread_ids[-1] if work.thread_ids else None,
-        references=work.thread_ids,
-        unsubscribe_url=work.unsubscribe,
-        unsubscribe_mailto=f"mailto:{work.mailbox}?subject=unsubscribe" if work.kind != "notify" else None,
-    )
+    try:
+        email = compose(
+            work.rendered,
+            sender=work.sender,
+            recipient=Party(work.recipient),
+            message_id=work.message_id,
+            date=now.astimezone(app.mailbox_zone(work.mailbox)),
+            subject=work.subject,
+            in_reply_to=work.thread_ids[-1] if work.thread_ids else None,
+            references=work.thread_ids,
+            unsubscribe_url=work.unsubscribe,
+            unsubscribe_mailto=f"mailto:{work.mailbox}?subject=unsubscribe" if work.kind != "notify" else None,
+        )
+    except InputError as exc:  # a header no server would take either (a name with control characters, a link too long to fold)
+        return _Result(work, None, PermanentFailure(f"the email cannot be written: {exc}"))
     try:
         if work.kind == "draft":
             store = app.store(work.mailbox)
@@ -703,6 +706,7 @@ def _copy_to_sent(app: App, result: _Result, now: dt.datetime, *, mark: bool = T
     store = app.store(address)
     if cfg is None or cfg.imap is None or not cfg.imap.save_sent or store is None:
         return
+    assert result.email is not None  # only a message that went out is copied
     try:
         store.append_sent(result.email.as_bytes(), now)
     except (TemporaryFailure, OutreachError, OSError) as exc:

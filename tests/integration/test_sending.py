@@ -185,3 +185,28 @@ def test_a_batch_from_one_mailbox_keeps_each_messages_own_outcome(pipeline: Pipe
         statuses = {m.id: m.status for m in session.scalars(select(Message).where(Message.id.in_(batch)))}
         assert statuses.pop(rows[1].id) == "failed" and set(statuses.values()) == {"sent"}
         assert session.scalars(select(Suppression.email)).all() == [refused]
+
+
+def test_an_email_that_cannot_be_written_fails_alone_and_the_batch_goes_on(pipeline: Pipeline, smtp_server: SmtpServer) -> None:
+    from outreach.delivery import Outcome, deliver_many
+    from outreach.scheduler import relay, tick
+
+    enroll_all(pipeline)
+    now = START + dt.timedelta(hours=1)
+    tick(pipeline.app, now=now)
+    batches: list[list[int]] = []
+    relay(pipeline.app, batches.append, now=now)
+    batch = max(batches, key=len)
+    with pipeline.app.sessions.begin() as session:
+        rows = session.scalars(select(Message).where(Message.id.in_(batch)).order_by(Message.id)).all()
+        broken = rows[1]
+        broken.message_id = "<" + "x" * 975 + "@appneural.example>"  # fits its column, but no header line can hold it (RFC 5322: 998)
+        broken_id, others = broken.id, [m.recipient for m in rows if m.id != broken.id]
+
+    outcomes = deliver_many(pipeline.app, batch, now=now)
+    assert outcomes[broken_id] is Outcome.FAILED
+    assert all(outcome is Outcome.SENT for pk, outcome in outcomes.items() if pk != broken_id)
+    assert sorted(by_recipient(smtp_server)) == sorted(others)
+    with pipeline.app.sessions() as session:
+        message = session.get(Message, broken_id)
+        assert message is not None and message.status == "failed" and "cannot be written" in (message.error or "")
