@@ -51,7 +51,7 @@ def serving(workspace: Path, database_url: str) -> Iterator[Served]:
     app.import_leads(workspace / "examples" / "leads.csv")
     app.enroll("bd-client-follow-up", list(LEADS), seed=3)
     with app.sessions() as session:
-        tokens = {e.lead.email: sign("server-test-key", e.lead.email, e.id) for e in session.scalars(select(Enrollment))}
+        tokens = {e.lead.email: sign("server-test-key", e.id, START) for e in session.scalars(select(Enrollment))}
     stop = threading.Event()
     endpoint = web.serve(app, "127.0.0.1", 0, stop)
     try:
