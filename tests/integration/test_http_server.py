@@ -27,7 +27,7 @@ from outreach.clock import FakeClock
 from outreach.config import load_settings
 from outreach.db.models import Enrollment, Event, Suppression
 from outreach.service import App
-from outreach.tracking import web
+from outreach.tracking import optout, web
 from outreach.tracking.unsubscribe import sign
 from tests.servers import free_port
 
@@ -141,6 +141,21 @@ def test_a_chunked_body_over_the_limit_is_cut_off(server: Served) -> None:
     body = b"".join(b"%x\r\n%s\r\n" % (len(chunk), chunk) for _ in range(8)) + b"0\r\n\r\n"
     status, answer = asyncio.run(exchange(server.port, post(server.tokens[LEADS[0]], body, headers="Transfer-Encoding: chunked\r\n")))
     assert status == 413, answer
+    assert suppressed(server.app) == []
+
+
+def test_a_body_that_does_not_arrive_in_time_gets_408_and_the_connection_closes(server: Served, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(optout, "BODY_SECONDS", 0.5)
+
+    async def scenario() -> bytes:
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        writer.write(post(server.tokens[LEADS[0]], close=False)[: -len(ONE_CLICK)])  # the head, and no body
+        async with asyncio.timeout(5):
+            answer = await reader.read()  # to the end: the server closed the connection
+        writer.close()
+        return answer
+
+    assert status_in(asyncio.run(scenario())) == 408
     assert suppressed(server.app) == []
 
 
