@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import select
+from sqlalchemy.exc import OperationalError
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from outreach.clock import FakeClock
@@ -245,6 +246,16 @@ def test_past_the_connection_limit_a_request_gets_503(workspace: Path, tmp_path:
 
     with serving(workspace, f"sqlite:///{tmp_path / 'limit.sqlite'}") as limited:
         assert asyncio.run(scenario(limited.port)) == (503, 200)
+
+
+def test_a_database_that_does_not_answer_gets_503_and_the_server_goes_on(server: Served, monkeypatch: pytest.MonkeyPatch) -> None:
+    def down(*_: object) -> None:
+        raise OperationalError("SELECT 1", {}, ConnectionRefusedError("connection refused"))
+
+    monkeypatch.setattr(optout, "look_up", down)
+    status, answer = asyncio.run(exchange(server.port, f"GET /u/{server.tokens[LEADS[0]]} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n".encode()))
+    assert status == 503 and b"retry-after: 120" in answer.lower() and b"try the link again" in answer
+    assert status_of(server.port, GET_HEALTH) == 200
 
 
 # ---- stopping -------------------------------------------------------------------------------------
