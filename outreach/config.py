@@ -215,14 +215,33 @@ def _local_secret(root: Path, database_url: str) -> str:
     """The embedded default keeps a generated signing key beside its SQLite file; production sets one."""
     if not database_url.startswith("sqlite"):
         return ""
-    import secrets
-
     path = root / "var" / "secret_key"
     try:
-        return path.read_text().strip()
+        key = path.read_text().strip()
     except FileNotFoundError:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        key = secrets.token_urlsafe(32)
-        path.touch(mode=0o600)
-        path.write_text(key)
-        return key
+        key = _create_secret(path)
+    if not key:
+        raise ConfigError(Problem(Location(path), f"{path.relative_to(root)} is empty; delete it and a new key is made (links signed with the old one stop working)"))
+    return key
+
+
+def _create_secret(path: Path) -> str:
+    """Make the key file whole before it has its name: the first process to link it wins, the others
+    read the winner's, and nobody ever reads a half-written file."""
+    import secrets
+    import tempfile
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, temp = tempfile.mkstemp(prefix=".secret_key.", dir=path.parent)  # mode 0600
+    try:
+        with os.fdopen(fd, "w") as file:
+            file.write(secrets.token_urlsafe(32))
+            file.flush()
+            os.fsync(file.fileno())
+        try:
+            os.link(temp, path)
+        except FileExistsError:
+            pass
+    finally:
+        os.unlink(temp)
+    return path.read_text().strip()

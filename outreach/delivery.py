@@ -302,7 +302,7 @@ def _work(app: App, session: Session, message: Message, thread_ids: tuple[str, .
         subject = message.subject or reply_subject(thread.subject if thread else rendered.subject)
     else:
         subject = message.subject or rendered.subject
-    unsubscribe = link(app.settings.workspace.public_url, app.settings.secret_key, message.recipient, enrollment.id)
+    unsubscribe = link(app.settings.workspace.public_url, app.settings.secret_key, enrollment.id, now)
     return _Work(message.id, message.message_id or "", message.sender, message.recipient, lead_email, message.status, thread_ids, subject, rendered, sender, unsubscribe, message.kind)
 
 
