@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import holidays as holidays_lib
 
-from outreach.sequences.delays import Delay, Unit
+from outreach.sequences.delays import Delay, OpenWeek, Unit
 
 UTC = dt.timezone.utc
 DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -44,6 +44,10 @@ class Window:
 
     def describe(self) -> str:
         return f"{format_days(self.days)} {self.start:%H:%M}-{self.end:%H:%M}"
+
+    def open_week(self) -> OpenWeek:
+        start, end = (dt.datetime.combine(dt.date.min, t) for t in (self.start, self.end))
+        return OpenWeek(days=len(self.days), hours=(end - start).total_seconds() / 3600)
 
 
 def parse_days(spec: str | Iterable[str]) -> frozenset[int]:
