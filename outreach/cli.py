@@ -21,7 +21,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from outreach.cli_crm import register as _register_crm
-from outreach.clock import UTC
+from outreach.clock import UTC, SystemClock
 from outreach.config import load_settings
 from outreach.db.session import current_revision, head_revision, make_engine, upgrade
 from outreach.errors import ConfigError, InputError, Location, OutreachError, Problem
@@ -316,10 +316,31 @@ def pause(
     end: dt.datetime | None = None
     if until is not None:
         try:
-            end = dt.datetime.combine(dt.date.fromisoformat(until), dt.time(0), tzinfo=UTC)
-        except ValueError:
-            _fail(InputError(Problem(Location("--until"), f"{until!r} is not a date; write YYYY-MM-DD")))
+            end = _pause_end(until, SystemClock().now().date())
+        except InputError as exc:
+            _fail(exc)
     _change(workspace, lead, sequence, lambda at: eng.PauseRequested(at=at, until=end), "paused", "paused")
+
+
+PAUSE_YEARS = 5
+
+
+def _pause_end(until: str, today: dt.date) -> dt.datetime:
+    """--until as the instant a pause ends: midnight UTC of a day from today to PAUSE_YEARS ahead."""
+    where = Location("--until")
+    try:
+        day = dt.date.fromisoformat(until)
+    except ValueError:
+        raise InputError(Problem(where, f"{until!r} is not a date; write YYYY-MM-DD")) from None
+    try:
+        last = today.replace(year=today.year + PAUSE_YEARS)
+    except ValueError:  # from 29 February
+        last = today.replace(year=today.year + PAUSE_YEARS, day=28)
+    if day < today:
+        raise InputError(Problem(where, f"{until!r} is in the past; give today or a later date"))
+    if day > last:
+        raise InputError(Problem(where, f"{until!r} is more than {PAUSE_YEARS} years ahead; pause until a date up to {last}, or without --until until `outreach resume`"))
+    return dt.datetime.combine(day, dt.time(0), tzinfo=UTC)
 
 
 @app.command()

@@ -1,6 +1,8 @@
 """YAML with positions: load a document and remember where every value stood.
 
 Errors about a value (from the schema) are reported at its file, line and column.
+Anchors and aliases are refused (a few hundred bytes of nested aliases expand to billions of
+values), and so is nesting deeper than MAX_DEPTH (the composer recurses once a level).
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ import yaml
 from outreach.errors import InputError, Location, Problem
 
 PathKey = tuple[str | int, ...]
+
+MAX_DEPTH = 64  # levels of nesting; sequence and workspace files need fewer than ten
 
 
 @dataclass(frozen=True)
@@ -36,6 +40,40 @@ class Document:
         table = self.key_positions if key and current in self.key_positions else self.positions
         line, column = table.get(current, (1, 1))
         return Location(self.path, line, column)
+
+
+class _Refused(yaml.MarkedYAMLError):
+    """Well-formed YAML this loader declines to read; `problem` says what to do instead."""
+
+
+class _Loader(yaml.SafeLoader):
+    """The safe loader, without anchors and aliases, with bounded nesting, and located value errors."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        event = self.peek_event()  # type: ignore[no-untyped-call]  # untyped in types-PyYAML
+        if isinstance(event, yaml.NodeEvent) and event.anchor is not None:  # an alias's name is its anchor
+            raise _refused("anchors (&) and aliases (*) are not supported; write the value out in full", event.start_mark)
+        if self._depth >= MAX_DEPTH:
+            raise _refused(f"more than {MAX_DEPTH} levels of nesting; check for unclosed brackets, or flatten the structure", event.start_mark)
+        self._depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        try:
+            return super().construct_object(node, deep)
+        except (ValueError, OverflowError) as exc:  # an int beyond Python's digit limit, a 13th month ...
+            raise _refused(f"this value cannot be read ({exc}); put it in quotes to keep it as text", node.start_mark) from exc
+
+
+def _refused(problem: str, mark: Any) -> _Refused:
+    return _Refused(problem=problem, problem_mark=mark)
 
 
 def _walk(
@@ -68,7 +106,7 @@ def _walk(
 
 def load_text(text: str, path: Path) -> Document:
     try:
-        loader = yaml.SafeLoader(text)
+        loader = _Loader(text)
         try:
             node = loader.get_single_node()
             data = loader.construct_document(node) if node is not None else None
@@ -78,7 +116,7 @@ def load_text(text: str, path: Path) -> Document:
         mark = exc.problem_mark or exc.context_mark
         where = Location(path, mark.line + 1, mark.column + 1) if mark else Location(path)
         what = " ".join(part for part in (exc.context, exc.problem) if part)
-        raise InputError(Problem(where, f"this is not valid YAML: {what}")) from exc
+        raise InputError(Problem(where, what if isinstance(exc, _Refused) else f"this is not valid YAML: {what}")) from exc
     except yaml.YAMLError as exc:
         raise InputError(Problem(Location(path), f"this is not valid YAML: {exc}")) from exc
     positions: dict[PathKey, tuple[int, int]] = {}
@@ -103,7 +141,6 @@ def schema_problems(doc: Document, exc: Any, vocabulary: frozenset[str] = frozen
     problems = []
     for error in exc.errors(include_url=False):
         loc = tuple(error.get("loc", ()))
-        dotted = _dotted(loc)
         message = error["msg"]
         if message.startswith("Value error, "):
             message = message[len("Value error, ") :]
@@ -112,9 +149,14 @@ def schema_problems(doc: Document, exc: Any, vocabulary: frozenset[str] = frozen
             message = f"unknown field {loc[-1]!r}" + _suggest(loc[-1], vocabulary)
         elif kind == "missing":
             message = f"missing required field {loc[-1]!r}"
-        text = f"{dotted}: {message}" if dotted else message
-        problems.append(Problem(doc.locate(loc, key=kind == "extra_forbidden"), text))
+        problems.append(problem_at(doc, loc, message, key=kind == "extra_forbidden"))
     return problems
+
+
+def problem_at(doc: Document, loc: tuple[Any, ...], message: str, *, key: bool = False) -> Problem:
+    """A problem with a value, at its place in the file and named by its path (steps[1].after)."""
+    dotted = _dotted(loc)
+    return Problem(doc.locate(loc, key=key), f"{dotted}: {message}" if dotted else message)
 
 
 def _dotted(loc: tuple[Any, ...]) -> str:

@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import holidays as holidays_lib
 
-from outreach.sequences.delays import Delay, Unit
+from outreach.sequences.delays import Delay, OpenWeek, Unit
 
 UTC = dt.timezone.utc
 MIDNIGHT = dt.time(0)
@@ -63,6 +63,10 @@ class Window:
 
     def describe(self) -> str:
         return f"{format_days(self.days)} {self.start:%H:%M}-{'24:00' if self.until_midnight else f'{self.end:%H:%M}'}"
+
+    def open_week(self) -> OpenWeek:
+        start, end = (dt.datetime.combine(dt.date.min, t) for t in (self.start, self.end))
+        return OpenWeek(days=len(self.days), hours=(end - start).total_seconds() / 3600)
 
 
 def parse_days(spec: str | Iterable[str]) -> frozenset[int]:

@@ -13,8 +13,8 @@ from pydantic import ValidationError
 
 from outreach.errors import InputError, Location, Problem, SequenceError
 from outreach.mail.templates import TemplateSet
-from outreach.sequences.schema import Sequence, vocabulary
-from outreach.yamlsrc import Document, load_file, schema_problems
+from outreach.sequences.schema import STORED, Sequence, out_of_bounds, vocabulary
+from outreach.yamlsrc import Document, load_file, problem_at, schema_problems
 
 
 @dataclass(frozen=True)
@@ -37,7 +37,8 @@ def digest(definition: Sequence) -> str:
 
 
 def from_definition(data: Mapping[str, Any]) -> Sequence:
-    return Sequence.model_validate(data)
+    """A definition stored by an earlier version: read as stored, without rules added since."""
+    return Sequence.model_validate(data, context={STORED: True})
 
 
 def load_sequence_file(path: Path) -> LoadedSequence:
@@ -48,6 +49,9 @@ def load_sequence_file(path: Path) -> LoadedSequence:
         definition = Sequence.model_validate(doc.data)
     except ValidationError as exc:
         raise SequenceError(schema_problems(doc, exc, vocabulary())) from exc
+    beyond = out_of_bounds(definition)
+    if beyond:
+        raise SequenceError([problem_at(doc, loc, message) for loc, message in beyond])
     return LoadedSequence(definition=definition, document=doc, digest=digest(definition))
 
 

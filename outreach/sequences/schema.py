@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import enum
+import math
 import re
 from functools import lru_cache
 from typing import Annotated, Any, Literal
@@ -13,18 +15,28 @@ from pydantic import (
     ConfigDict,
     Field,
     PlainSerializer,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
 
 from outreach.sequences.calendar import Window, country_holidays, parse_days, parse_hours, zone
-from outreach.sequences.delays import Delay
+from outreach.sequences.delays import LONGEST, LONGEST_TEXT, Delay, OpenWeek
 
 SLUG = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+Loc = tuple[str | int, ...]  # a place in a sequence file, as pydantic names it: ("steps", 1, "after")
 
 
-def _delay(value: Any) -> Delay:
-    return Delay.parse(value)
+STORED = "stored"  # set in the validation context for a definition read back from the database
+
+
+def _bounded(info: ValidationInfo) -> bool:
+    """Files are held to the bounds; a stored definition loads as it was stored, even from before them."""
+    return not (isinstance(info.context, dict) and info.context.get(STORED))
+
+
+def _delay(value: Any, info: ValidationInfo) -> Delay:
+    return Delay.parse(value, bounded=_bounded(info))
 
 
 DelayField = Annotated[Delay, BeforeValidator(_delay), PlainSerializer(str, return_type=str)]
@@ -244,6 +256,23 @@ class Sequence(Strict):
                 return i
         return None
 
+    def delays(self) -> list[tuple[Loc, Delay]]:
+        """Every wait of this sequence, with where it is written."""
+        found: list[tuple[Loc, Delay | None]] = [
+            (("reply_sla",), self.reply_sla),
+            (("negative_within",), self.negative_within),
+            (("on_auto_reply", "default"), self.on_auto_reply.default),
+        ]
+        for i, step in enumerate(self.steps):
+            found += [(("steps", i, "after"), step.after), (("steps", i, "at"), step.at), (("steps", i, "task", "due"), step.task.due if step.task else None)]
+        if self.repeat:
+            found.append((("repeat", "every"), self.repeat.every))
+        if self.escalate:
+            found.append((("escalate", "after"), self.escalate.after))
+        if self.dormant:
+            found += [(("dormant", "after"), self.dormant.after), (("dormant", "revisit"), self.dormant.revisit)]
+        return [(loc, delay) for loc, delay in found if delay is not None]
+
     def templates(self) -> list[tuple[tuple[str | int, ...], str]]:
         """Every template this sequence names, with where it is named."""
         found: list[tuple[tuple[str | int, ...], str]] = [
@@ -252,6 +281,48 @@ class Sequence(Strict):
         if self.escalate and self.escalate.message:
             found.append((("escalate", "message", "template"), self.escalate.message.template))
         return found
+
+
+def out_of_bounds(seq: Sequence) -> list[tuple[Loc, str]]:
+    """Waits that the sequence's window stretches past LONGEST, and a repeat shorter than its round."""
+    window = seq.window.build()
+    week = window.open_week()
+    found: list[tuple[Loc, str]] = []
+    for loc, delay in seq.delays():
+        if delay.business and delay.longest(week) > LONGEST:
+            found.append((loc, f"{delay} in the window {window.describe()} takes up to {_about(delay.longest(week))}, longer than the longest wait, {LONGEST_TEXT}; shorten it or widen the window"))
+    if found:
+        return found  # a round with one of these in it is too long as well
+    span = round_length(seq.steps, week)
+    if span > LONGEST:
+        found.append((("steps",), f"the steps take more than {LONGEST_TEXT} from the first to the last; shorten the waits"))
+    elif seq.repeat and seq.repeat.every.shortest(week) < span:
+        found.append((("repeat",), f"every {seq.repeat.every} is shorter than one round of the steps (up to {_about(span)}); repeat every {_about(span)} or more"))
+    return found
+
+
+def round_length(steps: list[Step], week: OpenWeek) -> dt.timedelta:
+    """About the most one round of the steps takes, from the first to the last (tasks done at once).
+
+    Stops counting past LONGEST.
+    """
+    span = dt.timedelta(0)
+    for step in steps[1:]:
+        if step.at is not None:
+            span = max(span, step.at.longest(week))
+        elif step.after is not None:
+            span += step.after.longest(week)
+        if span > LONGEST:
+            break
+    return span
+
+
+def _about(span: dt.timedelta) -> str:
+    """A length in whole days, hours or minutes, rounded up."""
+    seconds = span.total_seconds()
+    name, size = next(((n, z) for n, z in (("day", 86400), ("hour", 3600)) if seconds >= z), ("minute", 60))
+    count = math.ceil(seconds / size)
+    return f"{count} {name}{'' if count == 1 else 's'}"
 
 
 def vocabulary() -> frozenset[str]:
