@@ -89,7 +89,7 @@ def test_enroll_plan_status_and_the_lifecycle_commands(open_app: Callable[..., A
     summary = run(workspace, "status", db=db)
     assert re.search(r"bd-client-follow-up\W+active\W+12", summary.stdout), summary.stdout
 
-    paused = run(workspace, "pause", "--lead", "ananya.rao@acme.example", "--until", "2031-01-05", db=db)
+    paused = run(workspace, "pause", "--lead", "ananya.rao@acme.example", "--until", (dt.date.today() + dt.timedelta(days=400)).isoformat(), db=db)  # within the 5 years --until allows
     assert paused.exit_code == 0 and "now paused" in paused.stdout, paused.output
     assert run(workspace, "pause", "--lead", "ananya.rao@acme.example", db=db).exit_code == 0  # an open pause replaces a dated one
     resumed = run(workspace, "resume", "--lead", "ananya.rao@acme.example", db=db)
