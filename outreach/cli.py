@@ -484,36 +484,36 @@ def run(
     With the default broker (stub://) the workers are in-process; with OUTREACH_BROKER_URL
     pointing at Redis or RabbitMQ, this process also works that broker's queue.
     """
-    import signal
     import threading
 
     from outreach.poller import start_watchers
-    from outreach.runner import embedded_worker, run_scheduler, tune_collector
+    from outreach.runner import embedded_worker, prepare, run_scheduler, start_readers, stop_on_signals, stop_readers, tune_collector
     from outreach.tracking.web import parse_listen, serve
 
     try:
         address = parse_listen(listen) if listen else None
         _service_logging()
         with _app(workspace) as application:
+            prepare(application)  # a broken sequence or an unknown mailbox stops it here, before anything starts
             _serve_metrics(metrics, application)
             broker, actors = _broker_and_actors(application.settings.broker_url)
+            start_readers(application)
             actors.configure(application)
             worker = embedded_worker(broker, threads)
             stop = threading.Event()
-            signal.signal(signal.SIGTERM, lambda *_: stop.set())
+            stop_on_signals(stop)
             watchers = start_watchers(application, stop)
             web = serve(application, *address, stop) if address else None
             tune_collector()
             out.print(f"outreach running: {len(application.settings.workspace.mailboxes)} mailbox(es), {len(watchers)} watched over IMAP, broker {application.settings.broker_url}, {threads} sending thread(s){f', unsubscribe endpoint on port {web.port}' if web else ''}. Ctrl-C stops.")
             try:
                 run_scheduler(application, actors.enqueue, stop, interval=interval)
-            except KeyboardInterrupt:
-                pass
             finally:
                 stop.set()
                 worker.stop()
                 for watcher in watchers:
                     watcher.join(15)
+                stop_readers()
                 actors.configure(None)
     except OSError as exc:
         _fail(_cannot_listen(listen, exc, "choose another port, or --listen '' for none"))
@@ -531,23 +531,20 @@ def scheduler(
 
     Any number of schedulers may run against one PostgreSQL: each round locks what it takes.
     """
-    import signal
     import threading
 
-    from outreach.runner import run_scheduler, tune_collector
+    from outreach.runner import prepare, run_scheduler, stop_on_signals, tune_collector
 
     try:
         _service_logging()
         with _app(workspace) as application:
+            prepare(application)
             _serve_metrics(metrics, application)
             broker, actors = _broker_and_actors(application.settings.broker_url)
             tune_collector()
             stop = threading.Event()
-            signal.signal(signal.SIGTERM, lambda *_: stop.set())
-            try:
-                run_scheduler(application, actors.enqueue, stop, interval=interval)
-            except KeyboardInterrupt:
-                pass
+            stop_on_signals(stop)
+            run_scheduler(application, actors.enqueue, stop, interval=interval)
     except OutreachError as exc:
         _fail(exc)
 
@@ -603,11 +600,10 @@ def poll(
 ) -> None:
     """Read every mailbox's INBOX and Sent folder: replies, auto-replies, bounces and opt-outs are
     recorded once and acted on (IDLE where the server offers it; Ctrl-C stops)."""
-    import signal
     import threading
 
     from outreach.poller import PollResult, poll_all, start_watchers
-    from outreach.runner import prepare, tune_collector
+    from outreach.runner import prepare, start_readers, stop_on_signals, stop_readers, tune_collector
 
     def show(address: str, result: PollResult) -> None:
         if result.recorded or result.resynced:
@@ -617,6 +613,7 @@ def poll(
     try:
         with _app(workspace) as application:
             prepare(application)
+            start_readers(application)
             if once:
                 for address, result in poll_all(application).items():
                     show(address, result)
@@ -627,14 +624,16 @@ def poll(
             _serve_metrics(metrics)
             tune_collector()
             stop = threading.Event()
-            signal.signal(signal.SIGTERM, lambda *_: stop.set())
+            stop_on_signals(stop)
             watchers = start_watchers(application, stop, interval=interval, on_result=show)
             if not watchers:
                 raise ConfigError(Problem(Location(str(application.settings.root / "outreach.yaml")), "no mailbox has imap settings; add an imap: section to the mailboxes to watch"))
             out.print(f"watching {len(watchers)} mailbox(es). Ctrl-C stops.")
-            _wait_for_stop(stop)
+            while not stop.wait(1):
+                pass
             for watcher in watchers:
                 watcher.join(15)
+            stop_readers()
     except OutreachError as exc:
         _fail(exc)
 
