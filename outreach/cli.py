@@ -486,34 +486,34 @@ def run(
     """
     import threading
 
+    from outreach import runner
     from outreach.poller import start_watchers
-    from outreach.runner import embedded_worker, prepare, run_scheduler, start_readers, stop_on_signals, stop_readers, tune_collector
     from outreach.tracking.web import parse_listen, serve
 
     try:
         address = parse_listen(listen) if listen else None
         _service_logging()
         with _app(workspace) as application:
-            prepare(application)  # a broken sequence or an unknown mailbox stops it here, before anything starts
+            runner.prepare(application)  # a broken sequence or an unknown mailbox stops it here, before anything starts
             _serve_metrics(metrics, application)
             broker, actors = _broker_and_actors(application.settings.broker_url)
-            start_readers(application)
+            runner.start_readers(application)
             actors.configure(application)
-            worker = embedded_worker(broker, threads)
+            worker = runner.embedded_worker(broker, threads)
             stop = threading.Event()
-            stop_on_signals(stop)
+            runner.stop_on_signals(stop)
             watchers = start_watchers(application, stop)
             web = serve(application, *address, stop) if address else None
-            tune_collector()
+            runner.tune_collector()
             out.print(f"outreach running: {len(application.settings.workspace.mailboxes)} mailbox(es), {len(watchers)} watched over IMAP, broker {application.settings.broker_url}, {threads} sending thread(s){f', unsubscribe endpoint on port {web.port}' if web else ''}. Ctrl-C stops.")
             try:
-                run_scheduler(application, actors.enqueue, stop, interval=interval)
+                runner.run_scheduler(application, actors.enqueue, stop, interval=interval)
             finally:
                 stop.set()
                 worker.stop()
                 for watcher in watchers:
                     watcher.join(15)
-                stop_readers()
+                runner.stop_readers()
                 actors.configure(None)
     except OSError as exc:
         _fail(_cannot_listen(listen, exc, "choose another port, or --listen '' for none"))
@@ -533,18 +533,18 @@ def scheduler(
     """
     import threading
 
-    from outreach.runner import prepare, run_scheduler, stop_on_signals, tune_collector
+    from outreach import runner
 
     try:
         _service_logging()
         with _app(workspace) as application:
-            prepare(application)
+            runner.prepare(application)
             _serve_metrics(metrics, application)
-            broker, actors = _broker_and_actors(application.settings.broker_url)
-            tune_collector()
+            _, actors = _broker_and_actors(application.settings.broker_url)
+            runner.tune_collector()
             stop = threading.Event()
-            stop_on_signals(stop)
-            run_scheduler(application, actors.enqueue, stop, interval=interval)
+            runner.stop_on_signals(stop)
+            runner.run_scheduler(application, actors.enqueue, stop, interval=interval)
     except OutreachError as exc:
         _fail(exc)
 
@@ -602,8 +602,8 @@ def poll(
     recorded once and acted on (IDLE where the server offers it; Ctrl-C stops)."""
     import threading
 
+    from outreach import runner
     from outreach.poller import PollResult, poll_all, start_watchers
-    from outreach.runner import prepare, start_readers, stop_on_signals, stop_readers, tune_collector
 
     def show(address: str, result: PollResult) -> None:
         if result.recorded or result.resynced:
@@ -612,8 +612,8 @@ def poll(
 
     try:
         with _app(workspace) as application:
-            prepare(application)
-            start_readers(application)
+            runner.prepare(application)
+            runner.start_readers(application)
             if once:
                 for address, result in poll_all(application).items():
                     show(address, result)
@@ -622,9 +622,9 @@ def poll(
                 return
             _service_logging()
             _serve_metrics(metrics)
-            tune_collector()
+            runner.tune_collector()
             stop = threading.Event()
-            stop_on_signals(stop)
+            runner.stop_on_signals(stop)
             watchers = start_watchers(application, stop, interval=interval, on_result=show)
             if not watchers:
                 raise ConfigError(Problem(Location(str(application.settings.root / "outreach.yaml")), "no mailbox has imap settings; add an imap: section to the mailboxes to watch"))
@@ -633,7 +633,7 @@ def poll(
                 pass
             for watcher in watchers:
                 watcher.join(15)
-            stop_readers()
+            runner.stop_readers()
     except OutreachError as exc:
         _fail(exc)
 
