@@ -11,7 +11,7 @@ import logging
 import sys
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -22,9 +22,9 @@ from rich.table import Table
 
 from outreach.cli_crm import register as _register_crm
 from outreach.clock import UTC
-from outreach.config import load_settings
-from outreach.db.session import current_revision, head_revision, make_engine, upgrade
-from outreach.errors import ConfigError, InputError, Location, OutreachError, Problem
+from outreach.config import Settings, load_settings
+from outreach.db.session import current_revision, database_errors, head_revision, make_engine, upgrade
+from outreach.errors import ConfigError, InputError, Location, NotFound, OutreachError, Problem
 from outreach.sequences import engine as eng
 from outreach.service import App, PlannedItem
 
@@ -93,11 +93,18 @@ LeadOpt = Annotated[list[str], typer.Option("--lead", "-l", help="A lead's email
 
 @contextmanager
 def _app(workspace: Path | None, *, migrate: bool | None = None) -> Iterator[App]:
-    application = App(load_settings(workspace), migrate=migrate)
-    try:
-        yield application
-    finally:
-        application.close()
+    settings = load_settings(workspace)
+    with _database(settings):
+        application = App(settings, migrate=migrate)
+        try:
+            yield application
+        finally:
+            application.close()
+
+
+def _database(settings: Settings) -> AbstractContextManager[None]:
+    """Where a command meets its database: an unreachable or unreadable one is one line, not a traceback."""
+    return database_errors(settings.database_url, settings.database_setting)
 
 
 def _fail(exc: OutreachError) -> None:
@@ -131,10 +138,13 @@ def db_upgrade(workspace: WorkspaceOpt = None) -> None:
     try:
         settings = load_settings(workspace)
         engine = make_engine(settings.database_url)
-        before = current_revision(engine)
-        upgrade(engine)
-        out.print(f"database at revision {current_revision(engine)} (was {before or 'empty'})")
-        engine.dispose()
+        try:
+            with _database(settings):
+                before = current_revision(engine)
+                upgrade(engine)
+                out.print(f"database at revision {current_revision(engine)} (was {before or 'empty'})")
+        finally:
+            engine.dispose()
     except OutreachError as exc:
         _fail(exc)
 
@@ -144,7 +154,7 @@ def db_upgrade(workspace: WorkspaceOpt = None) -> None:
 
 @sequences_app.command("lint")
 def sequences_lint(
-    files: Annotated[Optional[list[Path]], typer.Argument(help="Files to check (default: every file in the sequences folder).")] = None,
+    files: Annotated[Optional[list[Path]], typer.Argument(help="Files to check (default: every file in the sequences folder).", dir_okay=False)] = None,
     workspace: WorkspaceOpt = None,
 ) -> None:
     """Check sequence files: the schema, references, and every template rendered for sample leads.
@@ -222,7 +232,7 @@ def preview(
 
 @leads_app.command("import")
 def leads_import(
-    file: Annotated[Path, typer.Argument(help="A CSV export (HubSpot, Salesforce, Pipedrive, Zoho, or your own).")],
+    file: Annotated[Path, typer.Argument(help="A CSV export (HubSpot, Salesforce, Pipedrive, Zoho, or your own).", dir_okay=False)],
     map_: Annotated[list[str], typer.Option("--map", "-m", help="'Column Name=field' to map a column (repeatable).")] = [],  # noqa: B006
     owner: Annotated[Optional[str], typer.Option("--owner", help="Owner (team email) for rows without one.")] = None,
     workspace: WorkspaceOpt = None,
@@ -351,6 +361,8 @@ def status(
                     for message in dead[:50]:
                         out.print(f"  #{message.id} {message.recipient} step {message.step_key}: {message.error}", soft_wrap=True, markup=False)
                 return
+            if sequence is not None:
+                _known_sequence(application, session, sequence)
             rows = application.enrollments(session, email=lead, sequence=sequence)
             if lead is None:
                 table = Table("lead", "company", "phase", "status", "last step", "next action")
@@ -365,6 +377,20 @@ def status(
                 print_timeline(application, session, enrollment)
     except OutreachError as exc:
         _fail(exc)
+
+
+def _known_sequence(application: App, session, name: str) -> None:  # type: ignore[no-untyped-def]
+    """A sequence some enrollment ran (stored), or one in the sequences folder."""
+    from sqlalchemy import select
+
+    from outreach.db.models import SequenceVersion
+
+    stored = set(session.scalars(select(SequenceVersion.name).distinct()))
+    if name in stored:
+        return
+    files = application.sequences()
+    if name not in files:
+        raise NotFound(f"no sequence {name!r}; known: {', '.join(sorted(stored | set(files))) or 'none'}")
 
 
 def print_outbox(application: App, session) -> None:  # type: ignore[no-untyped-def]
@@ -644,8 +670,11 @@ def check(workspace: WorkspaceOpt = None) -> None:
     try:
         settings = load_settings(workspace)
         engine = make_engine(settings.database_url)
-        current, head = current_revision(engine), head_revision(engine)
-        engine.dispose()
+        try:
+            with _database(settings):
+                current, head = current_revision(engine), head_revision(engine)
+        finally:
+            engine.dispose()
         out.print(f"workspace  {settings.root} ({len(settings.workspace.mailboxes)} mailboxes, {len(settings.workspace.team)} people)")
         from outreach.config import _hide
 
