@@ -474,9 +474,9 @@ def demo(
 
     Example: outreach demo --seed 11
     """
-    from outreach.demo import ConsoleWatcher, print_summary, run_demo
-
     try:
+        from outreach.demo import ConsoleWatcher, print_summary, run_demo  # workers.actors reads the workspace as it loads
+
         with ConsoleWatcher(out) as watcher:
             result = run_demo(workspace, seed=seed, days=days, watcher=watcher)
     except OutreachError as exc:

@@ -84,7 +84,7 @@ class Conflict(OutreachError):
     exit_code = 4
 
 
-class Unavailable(OutreachError, ConnectionError):
+class Unavailable(OutreachError):
     """A server the program needs (the database) cannot be reached or used; start it, or correct its setting."""
 
     exit_code = 1
