@@ -11,7 +11,7 @@ import logging
 import sys
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -22,9 +22,9 @@ from rich.table import Table
 
 from outreach.cli_crm import register as _register_crm
 from outreach.clock import UTC, SystemClock
-from outreach.config import load_settings
-from outreach.db.session import current_revision, head_revision, make_engine, upgrade
-from outreach.errors import ConfigError, InputError, Location, OutreachError, Problem
+from outreach.config import Settings, load_settings
+from outreach.db.session import current_revision, database_errors, head_revision, make_engine, upgrade
+from outreach.errors import ConfigError, InputError, Location, NotFound, OutreachError, Problem
 from outreach.sequences import engine as eng
 from outreach.service import App, PlannedItem
 
@@ -93,11 +93,18 @@ LeadOpt = Annotated[list[str], typer.Option("--lead", "-l", help="A lead's email
 
 @contextmanager
 def _app(workspace: Path | None, *, migrate: bool | None = None) -> Iterator[App]:
-    application = App(load_settings(workspace), migrate=migrate)
-    try:
-        yield application
-    finally:
-        application.close()
+    settings = load_settings(workspace)
+    with _database(settings):
+        application = App(settings, migrate=migrate)
+        try:
+            yield application
+        finally:
+            application.close()
+
+
+def _database(settings: Settings) -> AbstractContextManager[None]:
+    """Where a command meets its database: an unreachable or unreadable one is one line, not a traceback."""
+    return database_errors(settings.database_url, settings.database_setting)
 
 
 def _fail(exc: OutreachError) -> None:
@@ -131,10 +138,13 @@ def db_upgrade(workspace: WorkspaceOpt = None) -> None:
     try:
         settings = load_settings(workspace)
         engine = make_engine(settings.database_url)
-        before = current_revision(engine)
-        upgrade(engine)
-        out.print(f"database at revision {current_revision(engine)} (was {before or 'empty'})")
-        engine.dispose()
+        try:
+            with _database(settings):
+                before = current_revision(engine)
+                upgrade(engine)
+                out.print(f"database at revision {current_revision(engine)} (was {before or 'empty'})")
+        finally:
+            engine.dispose()
     except OutreachError as exc:
         _fail(exc)
 
@@ -144,7 +154,7 @@ def db_upgrade(workspace: WorkspaceOpt = None) -> None:
 
 @sequences_app.command("lint")
 def sequences_lint(
-    files: Annotated[Optional[list[Path]], typer.Argument(help="Files to check (default: every file in the sequences folder).")] = None,
+    files: Annotated[Optional[list[Path]], typer.Argument(help="Files to check (default: every file in the sequences folder).", dir_okay=False)] = None,
     workspace: WorkspaceOpt = None,
 ) -> None:
     """Check sequence files: the schema, references, and every template rendered for sample leads.
@@ -222,7 +232,7 @@ def preview(
 
 @leads_app.command("import")
 def leads_import(
-    file: Annotated[Path, typer.Argument(help="A CSV export (HubSpot, Salesforce, Pipedrive, Zoho, or your own).")],
+    file: Annotated[Path, typer.Argument(help="A CSV export (HubSpot, Salesforce, Pipedrive, Zoho, or your own).", dir_okay=False)],
     map_: Annotated[list[str], typer.Option("--map", "-m", help="'Column Name=field' to map a column (repeatable).")] = [],  # noqa: B006
     owner: Annotated[Optional[str], typer.Option("--owner", help="Owner (team email) for rows without one.")] = None,
     workspace: WorkspaceOpt = None,
@@ -372,6 +382,8 @@ def status(
                     for message in dead[:50]:
                         out.print(f"  #{message.id} {message.recipient} step {message.step_key}: {message.error}", soft_wrap=True, markup=False)
                 return
+            if sequence is not None:
+                _known_sequence(application, session, sequence)
             rows = application.enrollments(session, email=lead, sequence=sequence)
             if lead is None:
                 table = Table("lead", "company", "phase", "status", "last step", "next action")
@@ -386,6 +398,20 @@ def status(
                 print_timeline(application, session, enrollment)
     except OutreachError as exc:
         _fail(exc)
+
+
+def _known_sequence(application: App, session, name: str) -> None:  # type: ignore[no-untyped-def]
+    """A sequence some enrollment ran (stored), or one in the sequences folder."""
+    from sqlalchemy import select
+
+    from outreach.db.models import SequenceVersion
+
+    stored = set(session.scalars(select(SequenceVersion.name).distinct()))
+    if name in stored:
+        return
+    files = application.sequences()
+    if name not in files:
+        raise NotFound(f"no sequence {name!r}; known: {', '.join(sorted(stored | set(files))) or 'none'}")
 
 
 def print_outbox(application: App, session) -> None:  # type: ignore[no-untyped-def]
@@ -469,9 +495,9 @@ def demo(
 
     Example: outreach demo --seed 11
     """
-    from outreach.demo import ConsoleWatcher, print_summary, run_demo
-
     try:
+        from outreach.demo import ConsoleWatcher, print_summary, run_demo  # workers.actors reads the workspace as it loads
+
         with ConsoleWatcher(out) as watcher:
             result = run_demo(workspace, seed=seed, days=days, watcher=watcher)
     except OutreachError as exc:
@@ -505,36 +531,36 @@ def run(
     With the default broker (stub://) the workers are in-process; with OUTREACH_BROKER_URL
     pointing at Redis or RabbitMQ, this process also works that broker's queue.
     """
-    import signal
     import threading
 
+    from outreach import runner
     from outreach.poller import start_watchers
-    from outreach.runner import embedded_worker, run_scheduler, tune_collector
     from outreach.tracking.web import parse_listen, serve
 
     try:
         address = parse_listen(listen) if listen else None
         _service_logging()
         with _app(workspace) as application:
+            runner.prepare(application)  # a broken sequence or an unknown mailbox stops it here, before anything starts
             _serve_metrics(metrics, application)
             broker, actors = _broker_and_actors(application.settings.broker_url)
+            runner.start_readers(application)
             actors.configure(application)
-            worker = embedded_worker(broker, threads)
+            worker = runner.embedded_worker(broker, threads)
             stop = threading.Event()
-            signal.signal(signal.SIGTERM, lambda *_: stop.set())
+            runner.stop_on_signals(stop)
             watchers = start_watchers(application, stop)
             web = serve(application, *address, stop) if address else None
-            tune_collector()
+            runner.tune_collector()
             out.print(f"outreach running: {len(application.settings.workspace.mailboxes)} mailbox(es), {len(watchers)} watched over IMAP, broker {application.settings.broker_url}, {threads} sending thread(s){f', unsubscribe endpoint on port {web.port}' if web else ''}. Ctrl-C stops.")
             try:
-                run_scheduler(application, actors.enqueue, stop, interval=interval)
-            except KeyboardInterrupt:
-                pass
+                runner.run_scheduler(application, actors.enqueue, stop, interval=interval)
             finally:
                 stop.set()
                 worker.stop()
                 for watcher in watchers:
                     watcher.join(15)
+                runner.stop_readers()
                 actors.configure(None)
     except OSError as exc:
         _fail(_cannot_listen(listen, exc, "choose another port, or --listen '' for none"))
@@ -552,23 +578,20 @@ def scheduler(
 
     Any number of schedulers may run against one PostgreSQL: each round locks what it takes.
     """
-    import signal
     import threading
 
-    from outreach.runner import run_scheduler, tune_collector
+    from outreach import runner
 
     try:
         _service_logging()
         with _app(workspace) as application:
+            runner.prepare(application)
             _serve_metrics(metrics, application)
-            broker, actors = _broker_and_actors(application.settings.broker_url)
-            tune_collector()
+            _, actors = _broker_and_actors(application.settings.broker_url)
+            runner.tune_collector()
             stop = threading.Event()
-            signal.signal(signal.SIGTERM, lambda *_: stop.set())
-            try:
-                run_scheduler(application, actors.enqueue, stop, interval=interval)
-            except KeyboardInterrupt:
-                pass
+            runner.stop_on_signals(stop)
+            runner.run_scheduler(application, actors.enqueue, stop, interval=interval)
     except OutreachError as exc:
         _fail(exc)
 
@@ -624,11 +647,10 @@ def poll(
 ) -> None:
     """Read every mailbox's INBOX and Sent folder: replies, auto-replies, bounces and opt-outs are
     recorded once and acted on (IDLE where the server offers it; Ctrl-C stops)."""
-    import signal
     import threading
 
+    from outreach import runner
     from outreach.poller import PollResult, poll_all, start_watchers
-    from outreach.runner import prepare, tune_collector
 
     def show(address: str, result: PollResult) -> None:
         if result.recorded or result.resynced:
@@ -637,7 +659,8 @@ def poll(
 
     try:
         with _app(workspace) as application:
-            prepare(application)
+            runner.prepare(application)
+            runner.start_readers(application)
             if once:
                 for address, result in poll_all(application).items():
                     show(address, result)
@@ -646,16 +669,18 @@ def poll(
                 return
             _service_logging()
             _serve_metrics(metrics)
-            tune_collector()
+            runner.tune_collector()
             stop = threading.Event()
-            signal.signal(signal.SIGTERM, lambda *_: stop.set())
+            runner.stop_on_signals(stop)
             watchers = start_watchers(application, stop, interval=interval, on_result=show)
             if not watchers:
                 raise ConfigError(Problem(Location(str(application.settings.root / "outreach.yaml")), "no mailbox has imap settings; add an imap: section to the mailboxes to watch"))
             out.print(f"watching {len(watchers)} mailbox(es). Ctrl-C stops.")
-            _wait_for_stop(stop)
+            while not stop.wait(1):
+                pass
             for watcher in watchers:
                 watcher.join(15)
+            runner.stop_readers()
     except OutreachError as exc:
         _fail(exc)
 
@@ -666,8 +691,11 @@ def check(workspace: WorkspaceOpt = None) -> None:
     try:
         settings = load_settings(workspace)
         engine = make_engine(settings.database_url)
-        current, head = current_revision(engine), head_revision(engine)
-        engine.dispose()
+        try:
+            with _database(settings):
+                current, head = current_revision(engine), head_revision(engine)
+        finally:
+            engine.dispose()
         out.print(f"workspace  {settings.root} ({len(settings.workspace.mailboxes)} mailboxes, {len(settings.workspace.team)} people)")
         from outreach.config import _hide
 

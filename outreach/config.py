@@ -13,10 +13,12 @@ from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
 from outreach.errors import ConfigError, Location, Problem
 from outreach.sequences.calendar import zone
-from outreach.yamlsrc import load_file, schema_problems
+from outreach.yamlsrc import Document, load_file, schema_problems
 
 WORKSPACE_FILE = "outreach.yaml"
 ENV_PREFIX = "OUTREACH_"
@@ -109,6 +111,12 @@ class WorkspaceConfig(_Strict):
     database_url: str | None = None
     broker_url: str | None = None
     timezone: str = "UTC"
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, value: str) -> str:
+        zone(value)
+        return value
     sequences: str = "sequences"
     templates: str = "templates"
     public_url: str = "http://127.0.0.1:8025"  # where the unsubscribe links point
@@ -146,6 +154,8 @@ class Settings:
     database_url: str
     broker_url: str
     secret_from_env: str = field(default="", repr=False)
+    # where database_url was set, as errors about it name it: "OUTREACH_DATABASE_URL", or its place in outreach.yaml
+    database_setting: str = "OUTREACH_DATABASE_URL"
 
     @property
     def secret_key(self) -> str:
@@ -180,13 +190,17 @@ def _hide(url: str) -> str:
 
 
 def load_workspace(path: Path) -> WorkspaceConfig:
+    return _read_workspace(path)[0]
+
+
+def _read_workspace(path: Path) -> tuple[WorkspaceConfig, Document]:
     doc = load_file(path)
     if doc.data is None:
-        return WorkspaceConfig()
+        return WorkspaceConfig(), doc
     if not isinstance(doc.data, dict):
         raise ConfigError(Problem(Location(path, 1, 1), "the workspace file must be a mapping (key: value)"))
     try:
-        return WorkspaceConfig.model_validate(doc.data)
+        return WorkspaceConfig.model_validate(doc.data), doc
     except ValidationError as exc:
         names = set(WorkspaceConfig.model_fields) | set(MailboxConfig.model_fields) | set(PersonConfig.model_fields) | set(ImapConfig.model_fields)
         raise ConfigError(schema_problems(doc, exc, frozenset(names))) from exc
@@ -197,18 +211,45 @@ def load_settings(root: Path | None = None, environ: Mapping[str, str] | None = 
     if root is None:
         root = Path(env.get(f"{ENV_PREFIX}WORKSPACE", ".")).resolve()
     root = root.resolve()
+    if not root.exists():
+        raise ConfigError(Problem(
+            Location(root),
+            "no workspace here: no such folder; pass --workspace DIR (or set OUTREACH_WORKSPACE) naming the folder that holds outreach.yaml, "
+            "or make this folder with an outreach.yaml in it (the shipped one, with its sequences/ and templates/, is a start)",
+        ))
     file = root / WORKSPACE_FILE if root.is_dir() else root
     if root.is_file():
         root = root.parent
-    workspace = load_workspace(file) if file.is_file() else WorkspaceConfig()
-    database_url = env.get(f"{ENV_PREFIX}DATABASE_URL") or workspace.database_url or "sqlite:///var/outreach.sqlite"
+    workspace, doc = _read_workspace(file) if file.is_file() else (WorkspaceConfig(), None)
+    if env.get(f"{ENV_PREFIX}DATABASE_URL"):
+        database_url, setting = env[f"{ENV_PREFIX}DATABASE_URL"], f"{ENV_PREFIX}DATABASE_URL"
+    elif workspace.database_url and doc is not None:
+        database_url, setting = workspace.database_url, f"{doc.locate(('database_url',))}: database_url"
+    else:
+        database_url, setting = "sqlite:///var/outreach.sqlite", f"database_url (the default; set it in {file} or OUTREACH_DATABASE_URL)"
+    _check_database_url(database_url, setting)
     if database_url.startswith("sqlite:///") and not database_url.startswith("sqlite:////"):
         relative = database_url[len("sqlite:///") :]
         if relative and relative != ":memory:":
             database_url = f"sqlite:///{(root / relative).resolve()}"
     broker_url = env.get(f"{ENV_PREFIX}BROKER_URL") or workspace.broker_url or "stub://"
     secret = env.get(f"{ENV_PREFIX}SECRET_KEY", "")
-    return Settings(root=root, workspace=workspace, database_url=database_url, broker_url=broker_url, secret_from_env=secret)
+    return Settings(root=root, workspace=workspace, database_url=database_url, broker_url=broker_url, secret_from_env=secret, database_setting=setting)
+
+
+DATABASE_URL_FORMS = "postgresql://user@host/dbname or sqlite:///path/to/file.sqlite"
+
+
+def _check_database_url(url: str, setting: str) -> None:
+    """A URL SQLAlchemy can read, naming a database it knows; the server is not asked yet."""
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError) as exc:
+        raise ConfigError(Problem(Location(setting), f"{_hide(url)!r} is not a database URL; write {DATABASE_URL_FORMS}")) from exc
+    try:
+        parsed.get_dialect()
+    except NoSuchModuleError as exc:
+        raise ConfigError(Problem(Location(setting), f"{_hide(url)!r}: no database named {parsed.drivername!r} is supported; write {DATABASE_URL_FORMS}")) from exc
 
 
 def _local_secret(root: Path, database_url: str) -> str:

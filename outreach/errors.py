@@ -82,3 +82,9 @@ class Conflict(OutreachError):
     """The request contradicts the current state (e.g. the lead is suppressed)."""
 
     exit_code = 4
+
+
+class Unavailable(OutreachError):
+    """A server the program needs (the database) cannot be reached or used; start it, or correct its setting."""
+
+    exit_code = 1

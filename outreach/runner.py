@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import gc
 import logging
+import signal
 import threading
 import time
 from collections.abc import Callable
@@ -40,6 +41,44 @@ def tune_collector() -> None:
     gc.freeze()
     _, middle, oldest = gc.get_threshold()
     gc.set_threshold(GC_YOUNG, middle, oldest)
+
+
+def stop_on_signals(stop: threading.Event) -> None:
+    """SIGTERM and Ctrl-C (SIGINT) set `stop`: the round under way ends, then the service stops in
+    order. From the main thread, once the service is up."""
+    for number in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(number, lambda *_: stop.set())
+
+
+def start_readers(app: App) -> None:
+    """Start the poller's reading worker processes now, from the main thread, with SIGINT ignored
+    while they are made. A terminal's Ctrl-C goes to every process of its group; an ignored signal
+    stays ignored in a child, from its first instruction (Python then sets no KeyboardInterrupt
+    handler), so the workers leave it to this process, which stops them in order. Nothing when no
+    mailbox is read over IMAP."""
+    if not any(box.imap for box in app.settings.workspace.mailboxes):
+        return
+    from outreach.mail import intake
+
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        intake.shared().start()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def stop_readers() -> None:
+    """End the reading worker processes now, once the pollers have stopped: they hold nothing a
+    poller waits for, and one still starting (importing the classifier takes seconds on a busy
+    machine) would otherwise hold the exit until it is done. They are this process's only
+    multiprocessing children."""
+    import multiprocessing
+
+    from outreach.mail import intake
+
+    for child in multiprocessing.active_children():
+        child.terminate()
+    intake.shared().close()
 
 
 @dataclass(frozen=True)

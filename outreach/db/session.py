@@ -1,4 +1,5 @@
-"""One factory for database engines and sessions; the schema is brought up by Alembic."""
+"""One factory for database engines and sessions; the schema is brought up by Alembic; the
+database's failures, translated once for a command that meets them."""
 
 from __future__ import annotations
 
@@ -11,14 +12,18 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, exc
+from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
-from outreach.errors import ConfigError, Location, Problem
+from outreach.errors import ConfigError, Location, Problem, Unavailable
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 POOL_SIZE = 16  # connections kept open: as many as a process's busiest set of threads
 POOL_OVERFLOW = 16  # more, opened for a burst and closed after it
+# seconds to reach a PostgreSQL server and finish its handshake; one that accepts the connection
+# and never answers would otherwise hold a command for minutes (the URL may set its own)
+CONNECT_TIMEOUT = 5
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
@@ -27,7 +32,10 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     if url.startswith("sqlite"):
         path = url.split("///", 1)[1] if "///" in url else ""
         if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            try:
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+            except OSError:
+                pass  # SQLite then cannot open the file, and says so at the first connection
         engine = create_engine(url, connect_args={"timeout": 30}, **kwargs)
 
         @event.listens_for(engine, "connect")
@@ -49,7 +57,46 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     # a connection a thread: a worker's threads each commit every message, and a pool smaller than
     # them opens and closes a server connection for every transaction beyond its size
     options: dict[str, Any] = {"pool_pre_ping": True, "pool_size": POOL_SIZE, "max_overflow": POOL_OVERFLOW, **kwargs}
+    if "connect_timeout" not in make_url(url).query:
+        options["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT, **options.get("connect_args", {})}
     return create_engine(url, **options)
+
+
+@contextmanager
+def database_errors(url: str, setting: str) -> Iterator[None]:
+    """The database being unreachable or unreadable, as one line that names the setting (`setting`:
+    OUTREACH_DATABASE_URL, or database_url's place in outreach.yaml) and the fix. Anything else
+    (a constraint, a defect) passes through as it is."""
+    try:
+        yield
+    except (exc.OperationalError, exc.InterfaceError, exc.DatabaseError) as error:
+        problem = _cannot_use(url, setting, error)
+        if problem is None:
+            raise
+        raise problem from error
+
+
+def _cannot_use(url: str, setting: str, error: exc.DBAPIError) -> ConfigError | Unavailable | None:
+    reason = _first_line(error.orig if error.orig is not None else error)
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        path = parsed.database or ":memory:"
+        if isinstance(error, exc.OperationalError) and "unable to open" in reason:
+            return ConfigError(Problem(Location(setting), f"cannot open the SQLite file {path} ({reason}); check that its folder exists and can be written, or correct the path"))
+        if type(error) is exc.DatabaseError:  # "file is not a database": the driver's base error, only for this
+            return ConfigError(Problem(Location(setting), f"{path} is not an SQLite database ({reason}); restore it from a backup, move it away to start afresh, or correct the path"))
+        if isinstance(error, exc.OperationalError):
+            return Unavailable(f"{setting}: the SQLite file {path} failed ({reason})")
+        return None
+    if isinstance(error, (exc.OperationalError, exc.InterfaceError)):
+        where = f"{parsed.host or 'localhost'}:{parsed.port or 5432}"
+        return Unavailable(f"{setting}: cannot use the database at {where} ({reason}); start it or make it reachable, or correct the URL")
+    return None
+
+
+def _first_line(error: BaseException) -> str:
+    lines = str(error).strip().splitlines()
+    return (lines[0] if lines else type(error).__name__)[:300]
 
 
 def alembic_config(engine: Engine) -> Config:

@@ -1,7 +1,7 @@
 """IMAP at the edge: a copy in Sent, the Sent-folder check before a resend, the reply check before a follow-up.
 
 `MailStore` is what the rest of the code needs; `ImapStore` does it with imapclient, and
-`StubStore` in memory. One factory (`ImapStore._create_client`) makes connections.
+`StubStore` in memory. One factory (`connect`) makes every connection, the poller's too.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from imapclient import IMAPClient
-from imapclient.exceptions import IMAPClientError
+from imapclient.exceptions import IMAPClientError, LoginError
 
 from outreach.config import ImapConfig
 from outreach.mail.transport import TemporaryFailure
@@ -52,6 +52,27 @@ def _or(terms: list[list[Any]]) -> list[Any]:
     return ["OR", terms[0], _or(terms[1:])]
 
 
+def connect(config: ImapConfig, timeout: float) -> IMAPClient:
+    """A connection, secured as configured and logged in."""
+    client = IMAPClient(config.host, port=config.port, ssl=config.security == "tls", timeout=timeout)
+    if config.security == "starttls":
+        client.starttls()
+    login(client, config.username or "", config.password() or "")
+    return client
+
+
+def login(client: IMAPClient, username: str, password: str) -> None:
+    """LOGIN where the name and password are ASCII, as RFC 3501 has its quoted strings; otherwise
+    AUTHENTICATE PLAIN, whose strings are UTF-8 (RFC 4616): a password such as 'pässwörd' cannot
+    be sent by LOGIN at all."""
+    if username.isascii() and password.isascii():
+        client.login(username, password)
+        return
+    if not client.has_capability("AUTH=PLAIN"):
+        raise LoginError("the server offers no AUTHENTICATE PLAIN, which a user name or password with non-ASCII characters needs; use an ASCII password for this mailbox")
+    client.plain_login(username, password)
+
+
 class ImapStore:
     def __init__(self, config: ImapConfig, *, timeout: float = 30.0) -> None:
         self.config = config
@@ -59,12 +80,7 @@ class ImapStore:
         self._client: IMAPClient | None = None
 
     def _create_client(self) -> IMAPClient:
-        cfg = self.config
-        client = IMAPClient(cfg.host, port=cfg.port, ssl=cfg.security == "tls", timeout=self.timeout)
-        if cfg.security == "starttls":
-            client.starttls()
-        client.login(cfg.username or "", cfg.password() or "")
-        return client
+        return connect(self.config, self.timeout)
 
     def _connected(self) -> IMAPClient:
         if self._client is not None:

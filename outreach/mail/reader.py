@@ -19,6 +19,7 @@ from imapclient.exceptions import IMAPClientError
 from imapclient.response_parser import parse_fetch_response
 
 from outreach.config import ImapConfig
+from outreach.mail.imap import connect
 from outreach.mail.transport import TemporaryFailure
 
 log = logging.getLogger(__name__)
@@ -48,14 +49,6 @@ class Fetched:
     header: bytes
     size: int
     internal_date: dt.datetime | None
-
-
-def connect(config: ImapConfig, timeout: float) -> IMAPClient:
-    client = IMAPClient(config.host, port=config.port, ssl=config.security == "tls", timeout=timeout)
-    if config.security == "starttls":
-        client.starttls()
-    client.login(config.username or "", config.password() or "")
-    return client
 
 
 class FolderReader:
