@@ -33,3 +33,11 @@ def snapshot(url: str) -> dict[str, list[tuple[Any, ...]]]:
 
 
 __all__ = ["run", "snapshot", "create_engine"]
+
+
+def seed(workspace: Path, db: str) -> tuple[Path, str]:
+    """The workspace's database upgraded, examples/leads.csv imported and enrolled in bd-client-follow-up."""
+    assert run(workspace, "db", "upgrade", db=db).exit_code == 0
+    assert run(workspace, "leads", "import", "examples/leads.csv", db=db).exit_code == 0
+    assert run(workspace, "enroll", "bd-client-follow-up", "--all", db=db).exit_code == 0
+    return workspace, db

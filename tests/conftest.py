@@ -173,3 +173,11 @@ def rabbitmq_broker() -> Iterator[Any]:
     yield broker
     broker.flush_all()
     broker.close()
+
+
+@pytest.fixture
+def seeded(workspace: Path, database_url: str) -> tuple[Path, str]:
+    """A workspace whose database already holds leads and enrollments (on each database)."""
+    from tests.cli_helpers import seed
+
+    return seed(workspace, database_url)

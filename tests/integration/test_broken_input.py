@@ -14,15 +14,6 @@ from tests.conftest import DATA
 BROKEN = DATA / "broken"
 
 
-@pytest.fixture
-def seeded(workspace: Path, database_url: str) -> tuple[Path, str]:
-    """A workspace whose database already holds leads and enrollments."""
-    assert run(workspace, "db", "upgrade", db=database_url).exit_code == 0
-    assert run(workspace, "leads", "import", "examples/leads.csv", db=database_url).exit_code == 0
-    assert run(workspace, "enroll", "bd-client-follow-up", "--all", db=database_url).exit_code == 0
-    return workspace, database_url
-
-
 SEQUENCE_CASES = [
     ("bad_yaml.yaml", r"bad_yaml\.yaml:5:\d+: this is not valid YAML"),
     ("unknown_field.yaml", r"unknown_field\.yaml:4:5: steps\[0\]\.tempalte: unknown field 'tempalte'; did you mean 'template'\?"),

@@ -15,26 +15,18 @@ from sqlalchemy import select
 from outreach.db.models import Enrollment, Lead, Mailbox
 from outreach.db.session import transaction
 from outreach.scheduler import plan_message
-from tests.pipeline import Pipeline, make_workspace
+from tests.pipeline import ALWAYS_OPEN, Pipeline, make_workspace
 from tests.servers import SmtpServer
 
 START = dt.datetime(2026, 11, 23, 3, 0, tzinfo=dt.UTC)  # Monday 08:30 in India, Priya's zone
 PRIYA, MEERA = "priya@appneural.example", "meera@appneural.example"  # Meera is Priya's manager
 ANANYA, VIKRAM, ARJUN = "ananya.rao@acme.example", "vikram@sundaram.example.com", "arjun.kapoor@example.org"  # Priya's leads
-ALL_DAY = """name: all-day
-mailbox: owner
-timezone: UTC
-window: {days: mon-sun, hours: "00:00-24:00"}
-steps:
-  - id: hello
-    template: initial_outreach
-"""
 
 
 @pytest.fixture
 def pipeline(tmp_path: Path, smtp_server: SmtpServer, database_url: str, stub_broker: Any) -> Iterator[Pipeline]:
     workspace = make_workspace(tmp_path / "ws", smtp_server, None, daily_cap=1)
-    (workspace / "sequences" / "all-day.yaml").write_text(ALL_DAY)
+    (workspace / "sequences" / "always-open.yaml").write_text(ALWAYS_OPEN)
     if database_url.startswith("postgresql"):
         from tests.cli_helpers import run
 
@@ -59,7 +51,7 @@ def sent_to(smtp: SmtpServer, recipient: str) -> list[dt.datetime]:
 
 
 def test_notices_neither_wait_for_the_cap_nor_take_a_leads_slot(pipeline: Pipeline, smtp_server: SmtpServer) -> None:
-    pipeline.app.enroll("all-day", [ANANYA, ARJUN], seed=1)
+    pipeline.app.enroll("always-open", [ANANYA, ARJUN], seed=1)
     pipeline.run_until(START + dt.timedelta(hours=1))
     today = [r for r in smtp_server.received if r.recipients[0] in (ANANYA, ARJUN)]
     assert len(today) == 1, "the cap of 1 holds for leads: the second lead's email waits for tomorrow"
@@ -80,7 +72,7 @@ def test_notices_neither_wait_for_the_cap_nor_take_a_leads_slot(pipeline: Pipeli
     pipeline.clock.set(wednesday)
     notify_manager(pipeline, ANANYA, "review:3")
     pipeline.run_until(wednesday + dt.timedelta(minutes=30))
-    pipeline.app.enroll("all-day", [VIKRAM], seed=2)
+    pipeline.app.enroll("always-open", [VIKRAM], seed=2)
     pipeline.run_until(wednesday + dt.timedelta(hours=1))
     [hello] = sent_to(smtp_server, VIKRAM)
     assert hello.date() == wednesday.date(), "the notice sent first that day took no lead's slot"

@@ -13,23 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli_helpers import run, snapshot
+from tests.cli_helpers import run, seed, snapshot
 from tests.conftest import DATA
 
 HOSTILE = DATA / "broken" / "sequences"
-
-
-def _seed(workspace: Path, db: str) -> tuple[Path, str]:
-    assert run(workspace, "db", "upgrade", db=db).exit_code == 0
-    assert run(workspace, "leads", "import", "examples/leads.csv", db=db).exit_code == 0
-    assert run(workspace, "enroll", "bd-client-follow-up", "--all", db=db).exit_code == 0
-    return workspace, db
-
-
-@pytest.fixture
-def seeded(workspace: Path, database_url: str) -> tuple[Path, str]:
-    """A workspace whose database already holds leads and enrollments."""
-    return _seed(workspace, database_url)
 
 
 CASES = [
@@ -79,7 +66,7 @@ def test_billion_laughs_is_refused_in_bounded_time_and_memory(workspace: Path, t
 
     On SQLite only: the database plays no part in reading the file.
     """
-    workspace, db = _seed(workspace, f"sqlite:///{tmp_path / 'outreach.sqlite'}")
+    workspace, db = seed(workspace, f"sqlite:///{tmp_path / 'outreach.sqlite'}")
     shutil.copy(HOSTILE / "billion_laughs.yaml", workspace / "sequences" / "billion_laughs.yaml")
     before = snapshot(db)
     for args in (["sequences", "lint"], ["enroll", "bd-client-follow-up", "--lead", "ananya.rao@acme.example"]):

@@ -16,15 +16,6 @@ from tests.conftest import DATA
 BROKEN = DATA / "broken" / "templates"
 
 
-@pytest.fixture
-def seeded(workspace: Path, database_url: str) -> tuple[Path, str]:
-    """A workspace whose database already holds leads and enrollments."""
-    assert run(workspace, "db", "upgrade", db=database_url).exit_code == 0
-    assert run(workspace, "leads", "import", "examples/leads.csv", db=database_url).exit_code == 0
-    assert run(workspace, "enroll", "bd-client-follow-up", "--all", db=database_url).exit_code == 0
-    return workspace, database_url
-
-
 def _use_template(workspace: Path, template: str, *partials: str) -> None:
     for name in (template, *partials):
         shutil.copy(BROKEN / name, workspace / "templates" / name)

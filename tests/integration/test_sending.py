@@ -158,16 +158,22 @@ def test_a_refused_recipient_is_a_hard_bounce_and_is_suppressed(pipeline: Pipeli
         assert enrollment is not None and enrollment.phase == "stopped" and enrollment.lead.status == "Closed"
 
 
-def test_a_batch_from_one_mailbox_keeps_each_messages_own_outcome(pipeline: Pipeline, smtp_server: SmtpServer) -> None:
-    from outreach.delivery import Outcome, deliver_many
+def one_mailbox_batch(pipeline: Pipeline, now: dt.datetime) -> list[int]:
+    """The biggest batch the relay hands over once the leads are enrolled and planned: one mailbox's."""
     from outreach.scheduler import relay, tick
 
     enroll_all(pipeline)
-    now = START + dt.timedelta(hours=1)
     tick(pipeline.app, now=now)
     batches: list[list[int]] = []
     relay(pipeline.app, batches.append, now=now)
-    batch = max(batches, key=len)
+    return max(batches, key=len)
+
+
+def test_a_batch_from_one_mailbox_keeps_each_messages_own_outcome(pipeline: Pipeline, smtp_server: SmtpServer) -> None:
+    from outreach.delivery import Outcome, deliver_many
+
+    now = START + dt.timedelta(hours=1)
+    batch = one_mailbox_batch(pipeline, now)
     with pipeline.app.sessions() as session:
         rows = session.scalars(select(Message).where(Message.id.in_(batch)).order_by(Message.id)).all()
         assert len(rows) >= 3 and len({m.sender for m in rows}) == 1, "a batch is one mailbox's"
@@ -189,14 +195,9 @@ def test_a_batch_from_one_mailbox_keeps_each_messages_own_outcome(pipeline: Pipe
 
 def test_an_email_that_cannot_be_written_fails_alone_and_the_batch_goes_on(pipeline: Pipeline, smtp_server: SmtpServer) -> None:
     from outreach.delivery import Outcome, deliver_many
-    from outreach.scheduler import relay, tick
 
-    enroll_all(pipeline)
     now = START + dt.timedelta(hours=1)
-    tick(pipeline.app, now=now)
-    batches: list[list[int]] = []
-    relay(pipeline.app, batches.append, now=now)
-    batch = max(batches, key=len)
+    batch = one_mailbox_batch(pipeline, now)
     with pipeline.app.sessions.begin() as session:
         rows = session.scalars(select(Message).where(Message.id.in_(batch)).order_by(Message.id)).all()
         broken = rows[1]
