@@ -20,6 +20,7 @@ from typing import Literal
 
 from flufl.bounce import all_failures
 
+from outreach.mail import bounce_reasons as reasons
 from outreach.mail import inbound_mime as mime
 
 log = logging.getLogger(__name__)
@@ -48,7 +49,7 @@ _BOUNCE_TEXT = re.compile(
 )
 _RETURNED_COPY = re.compile(
     r"^(Received|Return-Path|DKIM-Signature|Message-I[Dd]|MIME-Version|X-Received)\s*:"
-    r"|^\s*[-=*]{2,}.*(original|copy|returned|follows|headers).*$|^\s*original message headers",
+    r"|^\s*[-=*]{2,}(?!.*transcript).*(original|copy|returned|follows|headers).*$|^\s*original message headers",
     re.IGNORECASE | re.MULTILINE,
 )
 _TRANSIENT_WORDS = re.compile(
@@ -97,6 +98,7 @@ class Report:
     recipients: tuple[str, ...] = ()
     status: str | None = None
     reason: str = ""
+    cause: reasons.Reason | None = None  # bounces: why delivery failed
     evidence: dict[str, str] = field(default_factory=dict)
 
 
@@ -166,8 +168,10 @@ def _ses_notification(text: str) -> Report | None:
     status = _code(text)
     hard = bounce_type.group(1) == "Permanent" if bounce_type else (status is None or status.startswith("5"))
     evidence["bounceType"] = bounce_type.group(1) if bounce_type else ""
+    diagnostic = re.search(rf"{_Q}diagnosticCode{_Q}\s*:\s*{_Q}((?:[^\"\\]|\\.)*)", text)
+    cause = reasons.reason_of(status, diagnostic.group(1) if diagnostic else "", "")
     return Report("bounce", hard=hard, recipients=_json_addresses(text, "emailAddress"), status=status,
-                  reason=_describe(status, hard), evidence=evidence)
+                  reason=_describe(status, hard), cause=cause, evidence=evidence)
 
 
 def _json_addresses(text: str, key: str) -> tuple[str, ...]:
@@ -198,15 +202,18 @@ def _delivery_status(msg: Message, text: str) -> Report | None:
     status, source = _failure_status(failed, words)
     hard = _hard(status, " ".join(r.diagnostic for r in failed) + "\n" + words)
     diagnostic = next((r.diagnostic for r in failed if r.diagnostic), "")
+    addresses = _unique(r.address for r in failed) or _original_to(msg)
+    cause = reasons.reason_of(status, _reply_of(diagnostic) or _quoted_replies(words), words, _domains(addresses))
     evidence = {"detector": "rfc3464", "action": "failed", "status_from": source}
     if diagnostic:
         evidence["diagnostic"] = diagnostic[:300]
     return Report(
         "bounce",
         hard=hard,
-        recipients=_unique(r.address for r in failed) or _original_to(msg),
+        recipients=addresses,
         status=status,
         reason=_describe(status, hard, diagnostic),
+        cause=cause,
         evidence=evidence,
     )
 
@@ -305,8 +312,9 @@ def _nonstandard(msg: Message, text: str) -> Report | None:
     )
     status = _text_status(words)
     hard = _hard(status, words)
+    cause = reasons.reason_of(status, _quoted_replies(words), words, _domains(recipients))
     return Report("bounce", hard=hard, recipients=recipients, status=status, reason=_describe(status, hard),
-                  evidence=evidence)
+                  cause=cause, evidence=evidence)
 
 
 def _flufl(msg: Message) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -360,6 +368,37 @@ def _hard(status: str | None, text: str) -> bool:
     if status:
         return status.startswith("5")
     return not _TRANSIENT_WORDS.search(text)
+
+
+def _reply_of(diagnostic: str) -> str:
+    """A Diagnostic-Code without its type when that is SMTP ('smtp; 550 ...' -> '550 ...'); another
+    type ('X-Unix; ...') says where delivery failed, so it stays."""
+    kind, _, rest = diagnostic.partition(";")
+    return rest.strip() if rest and kind.strip().lower() == "smtp" else diagnostic
+
+
+_REPLY_LINE = re.compile(r"^.*?(?<![\w.\-/])([45]\d\d[ \-:]|[45]\.\d{1,3}\.\d{1,3}\b|remote host said|reason:|said:).*$", re.IGNORECASE | re.MULTILINE)
+
+
+_RECIPIENT_LINE = re.compile(r"^\s*[\"<]?[\w.+'=-]+@[\w-]+(\.[\w-]+)+[\">]?:?(\s|$)")
+
+
+def _quoted_replies(words: str) -> str:
+    """The lines of a report that quote a server's reply (a reply code, an enhanced status, 'Remote
+    host said:'), each with the line after it, where replies often go on; those about the first
+    failed recipient only, since the next may have failed for another reason."""
+    lines = words.splitlines()
+    found: list[str] = []
+    for index, line in enumerate(lines):
+        if found and _RECIPIENT_LINE.match(line):
+            break
+        if _REPLY_LINE.match(line):
+            found += [line.strip(), *(lines[index + 1 : index + 2] if index + 1 < len(lines) else [])]
+    return "\n".join(dict.fromkeys(line.strip() for line in found if line.strip()))
+
+
+def _domains(addresses: Iterable[str]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(a.rpartition("@")[2] for a in addresses if "@" in a))
 
 
 def _own_words(text: str) -> str:
