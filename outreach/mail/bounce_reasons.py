@@ -188,8 +188,21 @@ _AT_CONNECT = re.compile(r"after (initial connection|ehlo|helo)|refused to talk 
 _AT_SENDER = re.compile(r"after mail from", re.IGNORECASE)
 
 
-def default_effect(reason: Reason) -> Effect:
-    return _BY_REASON[reason].effect
+def parse(value: str | None) -> Reason:
+    """A stored reason read back; what is not one (or a reason dropped since) is UNDEFINED."""
+    try:
+        return Reason(value or Reason.UNDEFINED.value)
+    except ValueError:
+        return Reason.UNDEFINED
+
+
+def effect_of(reason: Reason, *, permanent: bool) -> Effect:
+    """The default effect of a bounce. A domain that says it takes no mail, but only for now (a
+    temporary status), counts as a soft bounce: the third in a row suppresses."""
+    effect = _BY_REASON[reason].effect
+    if reason is Reason.NOT_ACCEPT and not permanent:
+        return Effect.SOFT
+    return effect
 
 
 def wording_reason(text: str, *, vague: bool = False) -> Reason | None:
