@@ -389,21 +389,17 @@ def print_outbox(application: App, session) -> None:  # type: ignore[no-untyped-
         out.print(f"[bold red]stuck:[/] {box.late.count} due for more than {int(LATE.total_seconds() // 60)} min and not taken (oldest {_ago(box.late.age(now))}): are the workers and the broker running?")
 
 
-BOUNCE_WINDOW = dt.timedelta(days=30)
-
-
 def print_bounces(application: App, session) -> None:  # type: ignore[no-untyped-def]
-    """Bounces of the last 30 days by reason, and those that said something about our own sending, per mailbox."""
+    """Bounces by reason, and those that said something about our own sending, per mailbox (all records kept)."""
     from outreach.crm import bounce_reasons, refusals_by_mailbox
 
-    since = application.clock.now() - BOUNCE_WINDOW
-    reasons = bounce_reasons(session, since)
+    reasons = bounce_reasons(session, None)
     if not reasons:
         return
-    out.print("bounces in the last 30 days, by reason: " + " · ".join(f"{reason} {count}" for reason, count in reasons.items()), markup=False)
-    for mailbox, refused in refusals_by_mailbox(session, since).items():
+    out.print("bounces by reason: " + " · ".join(f"{reason} {count}" for reason, count in reasons.items()), markup=False)
+    for mailbox, refused in refusals_by_mailbox(session, None).items():
         found = ", ".join(f"{count} {reason}" for reason, count in refused.items())
-        out.print(f"[bold yellow]refused for reasons about the sender[/] ({mailbox}): {found}; leads kept, a task each for their owner")
+        out.print(f"refused for reasons about the sender, to {mailbox}: {found} (leads kept; a task each for their owner)", markup=False)
 
 
 def _ago(seconds: float) -> str:
