@@ -103,7 +103,7 @@ RULES: tuple[Rule, ...] = (
          r"|mail rejete|bulk mail|unsolicited"),
     Rule(Reason.NO_RELAYING, _X,
          wording=r"relay(ing)? (access )?(denied|not permitted|prohibited|not allowed|disallowed)|not (permitted|allowed|authori[sz]ed|configured) to relay"
-         r"|unable to relay|we do not relay|no relaying|insecure mail relay|email address is not verified|\brcpthosts\b"),
+         r"|unable to relay|we do not relay|no relaying|insecure mail relay|email address is not verified|\brcpthosts\b|use me [^\n]{0,80}as a relay"),
     Rule(Reason.SECURITY_ERROR, _X, ("x.7.3", "x.7.4", "x.7.5", "x.7.6", "x.7.7", "x.7.8", "x.7.9", "x.7.10", "x.7.11", "x.7.14", "x.7.15",
                                      "x.7.16", "x.7.17", "x.7.18", "x.7.19", "x.7.30"), ("530", "535", "538"),
          wording=r"authentication required|authrequired|smtp authentication|unauthenticated senders|must (issue a )?starttls first|encryption required"
@@ -125,7 +125,7 @@ RULES: tuple[Rule, ...] = (
     Rule(Reason.EXCEED_LIMIT, _X, ("x.2.3",),
          wording=r"message length exceeds|exceeds? (the )?(size )?limit set by (the )?recipient|recipsizelimit|too large for this recipient|exceeds fixed maximum"),
     Rule(Reason.MESG_TOO_BIG, _X, ("x.3.4",), ("534",),
-         wording=r"message (is |was )?too (big|large)|message size (exceeds|too)|size limit|line limit exceeded|exceeds (the )?maximum (message )?size|too big for"),
+         wording=r"message (is |was )?too (big|large)|message size (exceeds|exceeded|too)|(?<!mailbox )size limit|line limit exceeded|exceeds (the )?maximum (message )?size|too big for"),
     Rule(Reason.SYSTEM_FULL, _T, ("x.3.1", "x.4.5"),
          wording=r"insufficient (disk|system) (space|storage)|system (storage|disk) (is )?full|disk full|out of disk space"),
     Rule(Reason.MAILBOX_FULL, _T, ("x.2.2",), ("452", "552"),
@@ -151,15 +151,17 @@ RULES: tuple[Rule, ...] = (
     Rule(Reason.HOST_UNKNOWN, _S, ("x.1.2", "x.4.4"),
          wording=r"host unknown|unknown host|domain (name )?(not found|does not exist|doesn't exist|unknown|is invalid|is not reachable)|no such domain"
          r"|host (or domain name )?not found|unrout(e)?able (mail )?(domain|address)|non-?existent (host|domain)|(domain|host) (name )?(lookup )?failed"
-         r"|hostname.{0,20}(not|does not) resolve|bad destination system"),
+         r"|hostname.{0,20}(not|does not) resolve|bad destination system|name or service not known"),
     Rule(Reason.MAILER_ERROR, _T,
          wording=r"mailer error|\bx-unix;|procmail|program exited|command (died|failed)|pipe to|unknown mailer"),
-    Rule(Reason.USER_UNKNOWN, _S, ("x.1.1", "x.1.3", "x.1.4", "x.1.0"), ("550", "553"),
+    Rule(Reason.USER_UNKNOWN, _S, ("x.1.1", "x.1.3", "x.1.4", "x.1.0"),
          wording=r"user(name)? unknown|unknown (user|recipient|mailbox|local[- ]?part|address|account)|no such (user|mailbox|recipient|account|address|person|local user)"
          r"|(user|mailbox|recipient|account|address|addressee)( name)? (does not|doesn't|did not|not) exist|(user|recipient|mailbox|address|addressee) (not found|unknown)"
          r"|invalid (recipient|mailbox|address|user)|not a valid (user|mailbox|recipient|address)|recipient (address )?rejected: access denied|mailbox (is )?unavailable"
-         r"|doesn't have an? .{1,60} account|account that you tried to reach does not exist|bad destination mailbox|no mailbox here|not a known user"
-         r"|unknown or illegal alias|addressee unknown|undeliverable address|not listed in|no such address|recipient not found|mailbox not found|no valid recipients",
+         r"|doesn't have an? .{1,60} account|account that you tried to reach does not exist|bad destination mailbox|no mail ?box (here|found|available)|not a known user"
+         r"|\b(user|rcpt|recipient|address)\b[^\n]{0,60}\b(does not|doesn't) exist|bad_?recipient|not an active address"
+         r"|unknown or illegal alias|addressee unknown|undeliverable address|not listed in|no such address|recipient not found|mail[- ]?box not found|no valid recipients"
+         r"|(address|recipient|mailbox)( you sent to)? (is|was) (not valid|invalid)|not a valid (e-?mail )?address",
          vague=r"recipient (address )?rejected"),
     Rule(Reason.SYSTEM_ERROR, _T, ("x.3.0", "x.3.5", "x.4.3"), ("421", "451"),
          wording=r"internal (system |server )?error|system error|mail system problem|service (currently )?(unavailable|not available)|local error"
