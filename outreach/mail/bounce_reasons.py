@@ -215,6 +215,16 @@ def wording_reason(text: str, *, vague: bool = False) -> Reason | None:
     return None
 
 
+def first_line_reason(text: str, *, vague: bool = False) -> Reason | None:
+    """The reason of the first line of a report that gives one: a report says why near where it names
+    the recipient, and what comes later (advice, a second recipient) says less."""
+    for line in text.splitlines():
+        found = wording_reason(line, vague=vague)
+        if found is not None:
+            return found
+    return None
+
+
 def status_reason(status: str | None) -> Reason | None:
     """The reason an enhanced status code names on its own, or None ('5.0.0' names none)."""
     found = _STATUS.match(status or "")
@@ -259,11 +269,12 @@ def reason_of(status: str | None, diagnostic: str, words: str, domains: tuple[st
         (coded if coded in _DECISIVE else None)
         or wording_reason(diagnostic)
         or coded
+        or first_line_reason(words)
         or wording_reason(words)
         or host_reason(domains)
         or _stage_reason(f"{diagnostic}\n{words}")
         or wording_reason(diagnostic, vague=True)
-        or wording_reason(words, vague=True)
+        or first_line_reason(words, vague=True)
         or reply_reason(f"{diagnostic}\n{words}")
         or Reason.UNDEFINED
     )

@@ -302,12 +302,12 @@ def _nonstandard(msg: Message, text: str) -> Report | None:
         detector = "subject"
     elif returned and (null_sender or _BOUNCE_TEXT.search(text[:5000])):
         detector = "message returned"
-    elif null_sender and reasons.wording_reason(_own_words(text)[:5000]) in _DEAD_ADDRESS:
+    elif null_sender and _says_dead(_own_words(text)):
         detector = "null sender"  # a notice that the address is dead, however plain (and whatever Auto-Submitted says)
     else:
         return None
     evidence = {"detector": detector, "subject": subject[:200]}
-    dead = reasons.wording_reason(_own_words(text)[:5000]) in _DEAD_ADDRESS
+    dead = _says_dead(_own_words(text))
     if not failed_header and not dead and ((temporary and not permanent) or (daemon and _WARNING_SUBJECT.search(subject))):
         return Report("delivery_notice", recipients=temporary or _original_to(msg),
                       reason="delivery delayed, still being retried", evidence=evidence)
@@ -335,6 +335,11 @@ def _null_sender(msg: Message) -> bool:
         return True
     sender = mime.header(msg, "From")
     return msg.get("From") is not None and not mime.addresses(msg, "From") and sender.strip("<> \"") == ""
+
+
+def _says_dead(words: str) -> bool:
+    """Does a line of the report say the address does not exist?"""
+    return any(reasons.wording_reason(line) in _DEAD_ADDRESS for line in words[:5000].splitlines())
 
 
 def _rcpt_to(words: str) -> tuple[str, ...]:
