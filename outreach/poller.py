@@ -558,7 +558,7 @@ def _bounced(app: App, session: Session, row: InboundMail, found: inb.Classifica
     cannot take mail now counts as soft (the third suppresses); a refusal about us (our server, domain,
     or message) keeps the lead and holds its sequence on a task for the owner."""
     lead = match.lead
-    reason = reasons.parse(found.cause)
+    reason = reasons.parse(found.cause) if found.cause else reasons.reason_of(found.status, "", found.reason)  # one read without reasons: by its status
     seq = app.definition(match.enrollment) if match.enrollment is not None else None
     permanent = bool(found.hard)
     effect = seq.bounce_effect(reason, permanent=permanent) if seq is not None else effect_of(reason, permanent=permanent)
