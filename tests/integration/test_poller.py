@@ -488,5 +488,8 @@ def test_a_bounce_about_our_sending_keeps_the_lead_and_asks_the_owner_while_an_u
     assert status.exit_code == 0, status.output
     assert "bounces by reason: blocked 1 · userunknown 1" in status.output or "bounces by reason: userunknown 1 · blocked 1" in status.output
     assert f"refused for reasons about the sender, to {PRIYA}: 1 blocked" in status.output
+    report = run(tmp_path / "ws", "report", "--csv", str(tmp_path / "kpis.csv"), db=database_url)
+    assert report.exit_code == 0 and "bounces by reason: " in report.output and "blocked 1" in report.output, report.output
+    assert "bounces blocked,1," in (tmp_path / "kpis.csv").read_text()
     finish_task(pipeline.app, tasks[0].id, outcome="asked IT to delist our IP; called Ananya")
     assert enrollment_of(pipeline, ANANYA).phase == "active", "closing the task lets the sequence go on"
