@@ -374,6 +374,7 @@ def status(
                     table.add_row(name, phase, str(count))
                 out.print(table)
                 print_outbox(application, session)
+                print_bounces(application, session)
                 from outreach.scheduler import dead_letters
 
                 dead = dead_letters(session)
@@ -433,6 +434,19 @@ def print_outbox(application: App, session) -> None:  # type: ignore[no-untyped-
         out.print(f"[bold red]stuck:[/] {box.abandoned.count} left in sending by a worker that stopped (lease over for {_ago(box.abandoned.age(now))}); a worker takes them after checking the Sent folder")
     if box.late.count:
         out.print(f"[bold red]stuck:[/] {box.late.count} due for more than {int(LATE.total_seconds() // 60)} min and not taken (oldest {_ago(box.late.age(now))}): are the workers and the broker running?")
+
+
+def print_bounces(application: App, session) -> None:  # type: ignore[no-untyped-def]
+    """Bounces by reason, and those that said something about our own sending, per mailbox (all records kept)."""
+    from outreach.crm import bounce_reasons, refusals_by_mailbox
+
+    reasons = bounce_reasons(session, None)
+    if not reasons:
+        return
+    out.print("bounces by reason: " + " · ".join(f"{reason} {count}" for reason, count in reasons.items()), markup=False)
+    for mailbox, refused in refusals_by_mailbox(session, None).items():
+        found = ", ".join(f"{count} {reason}" for reason, count in refused.items())
+        out.print(f"refused for reasons about the sender, to {mailbox}: {found} (leads kept; a task each for their owner)", markup=False)
 
 
 def _ago(seconds: float) -> str:

@@ -274,6 +274,8 @@ def _show_report(cli: ModuleType, found: crm.Report, zone: str) -> None:
     cli.out.print(table)
     cli.out.print(" · ".join(f"{name} {count}" for name, count in found.counts.items()))
     cli.out.print("leads by CRM status: " + " · ".join(f"{status} {count}" for status, count in found.statuses.items()))
+    if found.bounce_reasons:
+        cli.out.print("bounces by reason: " + " · ".join(f"{reason} {count}" for reason, count in found.bounce_reasons.items()))
 
 
 def purge(

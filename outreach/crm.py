@@ -15,6 +15,7 @@ import enum
 import math
 import re
 import statistics
+from collections import Counter
 from collections.abc import Sequence as Seq
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +30,7 @@ from outreach.db.models import (
     Event,
     InboundMail,
     Lead,
+    Mailbox,
     Message,
     Person,
     Suppression,
@@ -386,6 +388,7 @@ class Report:
     open_tasks: int
     overdue_tasks: int
     statuses: dict[str, int]
+    bounce_reasons: dict[str, int]  # bounces by reason, most frequent first
 
     @property
     def kpis(self) -> list[Kpi]:
@@ -449,7 +452,29 @@ def report(app: App, session: Session, *, since: dt.datetime | None = None) -> R
         open_tasks=_count(session, select(func.count()).select_from(Task).where(Task.status == OPEN)),
         overdue_tasks=_count(session, select(func.count()).select_from(Task).where(Task.status == OPEN, Task.due_at < now)),
         statuses=_statuses(session),
+        bounce_reasons=bounce_reasons(session, since),
     )
+
+
+def bounce_reasons(session: Session, since: dt.datetime | None) -> dict[str, int]:
+    """How many bounces each reason had (userunknown, mailboxfull, blocked ...), most frequent first."""
+    counts: Counter[str] = Counter()
+    for data in session.scalars(select(Event.data).where(Event.kind == "bounce", *_after(Event.at, since))):
+        counts[str((data or {}).get("cause") or "undefined")] += 1
+    return dict(counts.most_common())
+
+
+def refusals_by_mailbox(session: Session, since: dt.datetime | None) -> dict[str, dict[str, int]]:
+    """Bounces that said something about our sending (block lists, spam filters, authentication, policy)
+    rather than about a lead's address, per mailbox they came back to, by reason."""
+    found: dict[str, Counter[str]] = {}
+    rows = session.execute(
+        select(Mailbox.address, InboundMail.evidence).join(Mailbox, InboundMail.mailbox_id == Mailbox.id).where(InboundMail.kind == "bounce", *_after(InboundMail.received_at, since))
+    )
+    for address, evidence in rows:
+        if (evidence or {}).get("effect") == "task":
+            found.setdefault(address, Counter())[str(evidence.get("cause") or "undefined")] += 1
+    return {address: dict(counts.most_common()) for address, counts in sorted(found.items())}
 
 
 REPORT_COLUMNS = ("metric", "value", "unit", "target", "met", "basis")
@@ -466,6 +491,7 @@ def write_report_csv(found: Report, path: Path) -> None:
     rows.append(("response time p90", "" if p90 is None else round(p90 / 3600, 1), "h", "", "", f"over {len(found.response_seconds)} answer(s)"))
     rows.extend((name, count, "", "", "", "") for name, count in found.counts.items())
     rows.extend((f"leads {status}", count, "", "", "", "CRM status now") for status, count in found.statuses.items())
+    rows.extend((f"bounces {reason}", count, "", "", "", "bounces by reason") for reason, count in found.bounce_reasons.items())
     _write_csv(path, REPORT_COLUMNS, rows)
 
 

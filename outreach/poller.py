@@ -45,8 +45,10 @@ from outreach.db.models import (
 )
 from outreach.db.session import transaction
 from outreach.logs import outage
+from outreach.mail import bounce_reasons as reasons
 from outreach.mail import inbound as inb
 from outreach.mail import intake
+from outreach.mail.bounce_reasons import Effect, Reason, effect_of
 from outreach.mail.compose import base_subject
 from outreach.mail.reader import FolderReader, FolderState
 from outreach.mail.sentiment import is_negative
@@ -61,7 +63,7 @@ BODY_LIMIT = 1024 * 1024  # bytes of a message read: every text part and report,
 BODY_BUDGET = 32 * BODY_LIMIT  # bytes of bodies a part holds (two are held at once): a chunk with more is recorded in parts
 IDLE_TURN = 5.0  # seconds per IDLE turn
 IDLE_LINE = 60.0  # seconds: a pass that found nothing is told at most this often
-SOFT_BOUNCE_LIMIT = 3  # soft bounces to one address before it is treated as hard
+SOFT_BOUNCE_LIMIT = 3  # soft bounces to one address (a full mailbox, a suspended account ...) before it is suppressed
 THREAD_SPAN = dt.timedelta(days=120)  # how long after our last message a subject-only match still counts
 _FREE_MAIL = frozenset({"gmail.com", "googlemail.com", "yahoo.com", "hotmail.com", "outlook.com", "live.com", "aol.com", "icloud.com", "me.com", "proton.me", "protonmail.com", "gmx.de", "gmx.net", "web.de", "mail.ru", "yandex.ru", "qq.com", "163.com", "rediffmail.com"})
 
@@ -500,7 +502,7 @@ class Known:
     """What a chunk reads for all its messages at once, so that acting on one asks nothing more."""
 
     running: dict[int, list[Enrollment]]  # lead id -> its running enrollments
-    bounces: dict[int, list[tuple[int, bool]]]  # lead id -> (inbound id, hard) of its bounces, this chunk's too
+    bounces: dict[int, dict[int, bool]]  # lead id -> {inbound id: counts as soft} of its bounces, this chunk's too
     suppressed: set[str]  # of the leads' addresses, those never to be mailed again (grows as the chunk is acted on)
 
 
@@ -508,10 +510,10 @@ def _known(session: Session, rows: list[tuple[InboundMail, Match]]) -> Known:
     """In three queries, after the chunk's rows are flushed: the leads' running enrollments, their bounces and suppressions."""
     leads = {match.lead.id: match.lead for _, match in rows}
     bouncing = {match.lead.id for row, match in rows if row.kind == "bounce"}
-    bounces: dict[int, list[tuple[int, bool]]] = {lead_id: [] for lead_id in bouncing}
+    bounces: dict[int, dict[int, bool]] = {lead_id: {} for lead_id in bouncing}
     if bouncing:
         for key, lead_id, evidence in session.execute(select(InboundMail.id, InboundMail.lead_id, InboundMail.evidence).where(InboundMail.lead_id.in_(bouncing), InboundMail.kind == "bounce")):
-            bounces[lead_id].append((key, bool((evidence or {}).get("hard"))))
+            bounces[lead_id][key] = _was_soft(evidence or {})
     emails = {lead.email for lead in leads.values()}
     suppressed = set(session.scalars(select(Suppression.email).where(among(session, Suppression.email, emails)))) if emails else set()
     return Known(running_enrollments(session, set(leads)), bounces, suppressed)
@@ -542,11 +544,7 @@ def act(app: App, session: Session, row: InboundMail, found: inb.Classification,
         app.feed_lead(session, lead, eng.AutoReplied(at=received, until=until), active_only=True, running=running)
         record(session, match.enrollment, received, "auto-reply", summary + (f"; back {found.until:%Y-%m-%d}" if found.until else ""), channel="email", lead_id=lead.id, until=found.until.isoformat() if found.until else None, **data)
     elif kind is inb.Kind.BOUNCE:
-        hard = bool(found.hard) or _soft_bounces_before(session, lead, row, known) + 1 >= SOFT_BOUNCE_LIMIT
-        record(session, match.enrollment, received, "bounce", summary + ("" if found.hard or not hard else f"; {SOFT_BOUNCE_LIMIT} soft bounces count as hard"), channel="email", lead_id=lead.id, hard=hard, status=found.status, **data)
-        if hard:
-            app.feed_lead(session, lead, eng.Bounced(at=received, hard=True), running=running)
-            _suppress(app, session, lead.email, "bounce", f"{found.status or ''} {found.reason}".strip(), received, match, known=known)
+        _bounced(app, session, row, found, match, received, data, known=known, running=running)
     elif kind in (inb.Kind.UNSUBSCRIBE, inb.Kind.COMPLAINT):
         app.feed_lead(session, lead, eng.Unsubscribed(at=received), running=running)
         _suppress(app, session, lead.email, "unsubscribe" if kind is inb.Kind.UNSUBSCRIBE else "complaint", found.reason, received, match, always=kind is inb.Kind.COMPLAINT, known=known)
@@ -555,12 +553,64 @@ def act(app: App, session: Session, row: InboundMail, found: inb.Classification,
         record(session, match.enrollment, received, "delivery-notice", summary, channel="email", lead_id=lead.id, **data)
 
 
+def _bounced(app: App, session: Session, row: InboundMail, found: inb.Classification, match: Match, received: dt.datetime, data: dict[str, Any], *, known: Known | None, running: list[Enrollment] | None) -> None:
+    """A bounce acts by its reason, as the sequence says: a dead address is suppressed; a mailbox that
+    cannot take mail now counts as soft (the third suppresses); a refusal about us (our server, domain,
+    or message) keeps the lead and holds its sequence on a task for the owner."""
+    lead = match.lead
+    reason = reasons.parse(found.cause) if found.cause else reasons.reason_of(found.status, "", found.reason)  # one read without reasons: by its status
+    seq = app.definition(match.enrollment) if match.enrollment is not None else None
+    permanent = bool(found.hard)
+    effect = seq.bounce_effect(reason, permanent=permanent) if seq is not None else effect_of(reason, permanent=permanent)
+    row.evidence = {**row.evidence, "effect": effect.value}
+    if known is not None:
+        known.bounces.setdefault(lead.id, {})[row.id] = effect is Effect.SOFT
+    soft = _soft_bounces_before(session, lead, row, known) + 1 if effect is Effect.SOFT else 0
+    suppressing = effect is Effect.SUPPRESS or soft >= SOFT_BOUNCE_LIMIT
+    if suppressing:
+        outcome = "the address is suppressed" if effect is Effect.SUPPRESS else f"{soft} soft bounces in a row: the address is suppressed"
+    elif effect is Effect.SOFT:
+        outcome = f"soft bounce {soft} of {SOFT_BOUNCE_LIMIT}"
+    else:
+        outcome = "not the address's fault: the lead stays; a task for the owner"
+    record(session, match.enrollment, received, "bounce", f"{_summary(found, row)}; {outcome}", channel="email", lead_id=lead.id, hard=suppressing, status=found.status, cause=reason.value, effect=effect.value, **data)
+    if suppressing:
+        app.feed_lead(session, lead, eng.Bounced(at=received, hard=True), running=running)
+        _suppress(app, session, lead.email, "bounce", f"{found.status or ''} {found.reason}".strip(), received, match, known=known)
+    elif effect is Effect.TASK:
+        _refused(app, session, row, found, match, reason, received)
+
+
+def _refused(app: App, session: Session, row: InboundMail, found: inb.Classification, match: Match, reason: Reason, at: dt.datetime) -> None:
+    """The owner gets a task to look at why the lead's server refused our email; the lead's sequence waits for it."""
+    lead = match.lead
+    key = f"bounce:{row.id}"
+    due = at + dt.timedelta(days=1)
+    if match.enrollment is not None:
+        seq = app.definition(match.enrollment)
+        due = app.enrollment_calendar(session, match.enrollment, seq).after(at, seq.reply_sla, random.Random(row.id))
+    title = f"Email to {lead.display_name} refused ({reason.value}): check the sending mailbox, then reach them another way"[:300]
+    note = f"{found.status or ''} {found.reason}".strip()[:2000]
+    session.add(Task(enrollment_id=match.enrollment.id if match.enrollment else None, lead_id=lead.id, assignee_id=lead.owner_id, step_key=key, channel="email", title=title, note=note, due_at=due, wait=True, status="open", created_at=at))
+    record(session, match.enrollment, at, "task-opened", title, channel="email", lead_id=lead.id, step=key, inbound=row.id)
+    if match.enrollment is not None and match.enrollment.phase in (eng.Phase.ACTIVE.value, eng.Phase.WAITING.value, eng.Phase.PAUSED.value):
+        app.feed(session, match.enrollment, eng.Refused(at=at, task_key=key))
+
+
 def _soft_bounces_before(session: Session, lead: Lead, row: InboundMail, known: Known | None) -> int:
     """The lead's soft bounces recorded before this one."""
     if known is not None:
-        return sum(1 for key, hard in known.bounces.get(lead.id, []) if key < row.id and not hard)
+        return sum(1 for key, soft in known.bounces.get(lead.id, {}).items() if key < row.id and soft)
     earlier = session.scalars(select(InboundMail.evidence).where(InboundMail.lead_id == lead.id, InboundMail.kind == "bounce", InboundMail.id < row.id))
-    return sum(1 for evidence in earlier if not evidence.get("hard"))
+    return sum(1 for evidence in earlier if _was_soft(evidence or {}))
+
+
+def _was_soft(evidence: dict[str, Any]) -> bool:
+    """Whether a recorded bounce counts towards suppression as soft: as it was acted on; bounces
+    recorded before reasons were read count by their status class."""
+    if "effect" in evidence:
+        return bool(evidence["effect"] == Effect.SOFT.value)
+    return not evidence.get("hard")
 
 
 def _suppress(app: App, session: Session, email: str, reason: str, source: str, at: dt.datetime, match: Match, *, always: bool = False, known: Known | None = None) -> None:
@@ -666,7 +716,7 @@ def _by_sender_and_subject(session: Session, message: inb.Inbound) -> Match | No
 def _evidence(found: inb.Classification) -> dict[str, Any]:
     data: dict[str, Any] = {"reason": found.reason, **found.evidence}
     if found.kind is inb.Kind.BOUNCE:
-        data.update(hard=bool(found.hard), status=found.status, recipients=list(found.recipients))
+        data.update(hard=bool(found.hard), status=found.status, cause=found.cause, recipients=list(found.recipients))
     if found.until is not None:
         data["until"] = found.until.isoformat()
     if found.meeting:
@@ -679,7 +729,7 @@ def _summary(found: inb.Classification, row: InboundMail) -> str:
         text = " ".join(row.new_text.split())
         return (text[:300] + ("…" if len(text) > 300 else "")) or f"(no new text) {row.subject}"
     if found.kind is inb.Kind.BOUNCE:
-        return f"{'hard' if found.hard else 'soft'} bounce {found.status or ''}: {found.reason}".replace("  ", " ")
+        return f"bounce ({found.cause or Reason.UNDEFINED.value}) {found.status or ''}: {found.reason}".replace("  ", " ")
     return f"{found.reason}: {row.subject}"
 
 

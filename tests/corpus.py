@@ -72,6 +72,8 @@ class Case:
     expected: Kind
     hard: bool | None = None  # bounces whose label says hard (5.x.x) or soft (4.x.x)
     recipients: int | None = None  # how many recipients the label lists, for bounces
+    reason: str | None = None  # bounces: sisimai's reason for the first recipient ('userunknown', 'blocked' ...)
+    suppress: bool | None = None  # bounces: sisimai's flag that the address does not exist (user or host unknown, moved)
     new_text: str | None = None  # the expected text of a reply without history and signature
     note: str = ""
 
@@ -117,7 +119,9 @@ def _sisimai_case(name: str, label: str, rows: str) -> Case:
         return Case(name, "sisimai", path, Kind.BOUNCE, note="unlabelled bounce")
     hard = {"bounce_hard": True, "bounce_soft": False}.get(label)
     recipients = len(rows.split(";")) if label.startswith("bounce") else None
-    return Case(name, "sisimai", path, _LABELS[label], hard=hard, recipients=recipients)
+    first = rows.split(";")[0].split("/")
+    reason, suppress = (first[2], first[3] in ("hard", "true")) if label.startswith("bounce") and len(first) >= 4 else (None, None)
+    return Case(name, "sisimai", path, _LABELS[label], hard=hard, recipients=recipients, reason=reason, suppress=suppress)
 
 
 def _delay_warning(raw: bytes) -> bool:
@@ -146,3 +150,55 @@ def talon_cases() -> list[Case]:
 
 def all_cases() -> list[Case]:
     return sisimai_cases() + trimmer_cases() + talon_cases()
+
+
+# The second corpus: other projects' bounce test mails (tests/data/corpus2/<project>/labels.csv).
+CORPUS2 = Path(os.environ.get("OUTREACH_TEST_CORPUS2") or Path(__file__).resolve().parent / "data" / "corpus2")
+PROJECTS = ("flufl.bounce", "bounced", "bounceparser", "constructed")
+# BounceParser's reasons are coarser than ours: each stands for these of ours.
+BOUNCEPARSER_REASONS = {
+    "user_unknown": frozenset({"userunknown", "hasmoved", "filtered", "suspend"}),  # its tests file disabled accounts here too
+    "user_disabled": frozenset({"suspend"}),
+    "over_quota": frozenset({"mailboxfull", "exceedlimit"}),
+    "domain_error": frozenset({"hostunknown", "notaccept", "norelaying", "networkerror"}),
+    "spam": frozenset({"spamdetected", "blocked", "filtered", "policyviolation", "badreputation", "contenterror"}),
+    "message_too_large": frozenset({"mesgtoobig", "exceedlimit"}),
+}
+_ADDRESS_REASONS = frozenset({"userunknown", "hostunknown", "hasmoved", "notaccept"})
+
+
+@dataclass(frozen=True)
+class Labelled:
+    """A case of the second corpus. `kind` None: the project says only that it is not a bounce."""
+
+    project: str
+    name: str
+    path: Path
+    kind: Kind | None
+    recipients: tuple[str, ...]
+    permanent: bool | None  # the project's permanent (hard) against temporary
+    status: str
+    reasons: frozenset[str]  # the reasons of ours that agree with the project's expectation; empty: none stated
+    note: str
+
+    @property
+    def suppress(self) -> bool | None:
+        """Whether the address is dead, where the expected reason says (for constructed cases, exactly)."""
+        if not self.reasons:
+            return None
+        dead = {r in _ADDRESS_REASONS for r in self.reasons}
+        return dead.pop() if len(dead) == 1 else None
+
+
+def corpus2_cases() -> list[Labelled]:
+    cases = []
+    for project in PROJECTS:
+        with (CORPUS2 / project / "labels.csv").open(newline="", encoding="utf-8") as handle:
+            for row in csv.DictReader(handle):
+                kind = None if row["kind"] == "not_bounce" else Kind(row["kind"])
+                source = row["source_reason"]
+                reasons = BOUNCEPARSER_REASONS.get(source, frozenset()) if project == "bounceparser" else frozenset({source} if source else ())
+                permanent = {"true": True, "false": False}.get(row["permanent"])
+                recipients = tuple(a for a in row["recipients"].split(";") if a)
+                cases.append(Labelled(project, f"{project}/{row['path']}", CORPUS2 / project / row["path"], kind, recipients, permanent, row["status"], reasons, row["note"]))
+    return cases

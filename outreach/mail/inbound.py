@@ -56,6 +56,7 @@ class Classification:
     hard: bool | None = None  # bounces: permanent (5.x.x) rather than temporary (4.x.x)
     recipients: tuple[str, ...] = ()  # bounces and complaints: the addresses concerned
     status: str | None = None  # enhanced status code, e.g. "5.1.1"
+    cause: str | None = None  # bounces: why delivery failed, a bounce_reasons.Reason ('userunknown', 'blocked', ...)
     new_text: str = ""  # replies and opt-outs: what the person wrote, without quoted history and signature
     until: dt.date | None = None  # auto-replies: the return date they state
     meeting: str | None = None  # "accepted", "declined" or "tentative", from an iCalendar reply
@@ -181,6 +182,7 @@ def _from_report(report: reports.Report, msg: Message, text: str) -> Classificat
         hard=report.hard,
         recipients=report.recipients,
         status=report.status,
+        cause=report.cause.value if report.cause is not None else None,
         original_message_id=reports.original_message_id(msg, text),
         evidence=report.evidence,
     )

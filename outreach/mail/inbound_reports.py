@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from email.message import Message
 from email.parser import HeaderParser
 from email.utils import getaddresses
@@ -20,6 +20,7 @@ from typing import Literal
 
 from flufl.bounce import all_failures
 
+from outreach.mail import bounce_reasons as reasons
 from outreach.mail import inbound_mime as mime
 
 log = logging.getLogger(__name__)
@@ -48,7 +49,7 @@ _BOUNCE_TEXT = re.compile(
 )
 _RETURNED_COPY = re.compile(
     r"^(Received|Return-Path|DKIM-Signature|Message-I[Dd]|MIME-Version|X-Received)\s*:"
-    r"|^\s*[-=*]{2,}.*(original|copy|returned|follows|headers).*$|^\s*original message headers",
+    r"|^\s*[-=*]{2,}(?!.*transcript).*(original|copy|returned|follows|headers).*$|^\s*original message headers",
     re.IGNORECASE | re.MULTILINE,
 )
 _TRANSIENT_WORDS = re.compile(
@@ -59,6 +60,8 @@ _TRANSIENT_WORDS = re.compile(
 _Q = r'\\?"'  # SNS wraps the SES notification as a JSON string, so its quotes may come escaped
 _SES = re.compile(rf"{_Q}notificationType{_Q}\s*:\s*{_Q}(Bounce|Complaint|Delivery){_Q}")
 _ORIGINAL_ID = re.compile(r"^\s*Message-I[Dd]\s*:\s*(<[^<>\s]+>)", re.MULTILINE)
+_ANY_ID = re.compile(r"^\s*(?:Message-I[Dd]|In-Reply-To|References)\s*:\s*<([^<>\s]+)>", re.IGNORECASE | re.MULTILINE)
+_DEAD_ADDRESS = frozenset({reasons.Reason.USER_UNKNOWN, reasons.Reason.HOST_UNKNOWN, reasons.Reason.HAS_MOVED, reasons.Reason.NOT_ACCEPT})
 _DESCRIPTIONS = {
     "1.1": "bad destination mailbox address",
     "1.2": "bad destination system address",
@@ -97,17 +100,22 @@ class Report:
     recipients: tuple[str, ...] = ()
     status: str | None = None
     reason: str = ""
+    cause: reasons.Reason | None = None  # bounces: why delivery failed
     evidence: dict[str, str] = field(default_factory=dict)
 
 
 def detect(msg: Message, text: str) -> Report | None:
     """The report this message is, or None for any other mail. `text` is its human-readable body."""
-    return (
+    text = _lines(text or _loose_text(msg))
+    found = (
         _feedback_report(msg)
         or _ses_notification(text)
         or _delivery_status(msg, text)
         or _nonstandard(msg, text)
     )
+    if found is None or not found.recipients:
+        return found
+    return replace(found, recipients=_not_ours(msg, text, found.recipients) or found.recipients)
 
 
 def original_message_id(msg: Message, text: str) -> str | None:
@@ -137,12 +145,12 @@ def _feedback_report(msg: Message) -> Report | None:
                 reason=f"feedback report: {feedback}",
                 evidence={"detector": "rfc5965", "feedback_type": feedback},
             )
-    for attached in mime.attached_messages(msg):
+    for attached in (msg, *mime.attached_messages(msg)):  # the complained-of message may be the whole of it
         reporter = mime.header(attached, "X-HmXmrOriginalRecipient")
         if reporter:
             return Report(
                 "complaint",
-                recipients=(reporter.lower(),),
+                recipients=mime.addresses(attached, "X-HmXmrOriginalRecipient") or (reporter.lower(),),
                 reason="complaint (Microsoft JMRP)",
                 evidence={"detector": "jmrp", "header": "X-HmXmrOriginalRecipient"},
             )
@@ -166,8 +174,10 @@ def _ses_notification(text: str) -> Report | None:
     status = _code(text)
     hard = bounce_type.group(1) == "Permanent" if bounce_type else (status is None or status.startswith("5"))
     evidence["bounceType"] = bounce_type.group(1) if bounce_type else ""
+    diagnostic = re.search(rf"{_Q}diagnosticCode{_Q}\s*:\s*{_Q}((?:[^\"\\]|\\.)*)", text)
+    cause = reasons.reason_of(status, diagnostic.group(1) if diagnostic else "", "")
     return Report("bounce", hard=hard, recipients=_json_addresses(text, "emailAddress"), status=status,
-                  reason=_describe(status, hard), evidence=evidence)
+                  reason=_describe(status, hard), cause=cause, evidence=evidence)
 
 
 def _json_addresses(text: str, key: str) -> tuple[str, ...]:
@@ -198,15 +208,18 @@ def _delivery_status(msg: Message, text: str) -> Report | None:
     status, source = _failure_status(failed, words)
     hard = _hard(status, " ".join(r.diagnostic for r in failed) + "\n" + words)
     diagnostic = next((r.diagnostic for r in failed if r.diagnostic), "")
+    addresses = _unique(r.address for r in failed) or _original_to(msg)
+    cause = reasons.reason_of(status, _reply_of(diagnostic) or _quoted_replies(words), words, _domains(addresses))
     evidence = {"detector": "rfc3464", "action": "failed", "status_from": source}
     if diagnostic:
         evidence["diagnostic"] = diagnostic[:300]
     return Report(
         "bounce",
         hard=hard,
-        recipients=_unique(r.address for r in failed) or _original_to(msg),
+        recipients=addresses,
         status=status,
         reason=_describe(status, hard, diagnostic),
+        cause=cause,
         evidence=evidence,
     )
 
@@ -274,7 +287,7 @@ def _nonstandard(msg: Message, text: str) -> Report | None:
     failed_header = mime.addresses(msg, "X-Failed-Recipients")
     subject = mime.header(msg, "Subject")
     daemon = _from_daemon(msg)
-    null_sender = msg.get("Return-Path") is not None and mime.header(msg, "Return-Path").strip("<> ") == ""
+    null_sender = _null_sender(msg)
     returned = any(True for _ in mime.attached_messages(msg))
     bounce_subject = bool(_BOUNCE_SUBJECT.search(mime.own_subject(subject)))
     report_like = daemon or null_sender or bounce_subject or returned or msg.get_content_type() == "multipart/report"
@@ -289,24 +302,99 @@ def _nonstandard(msg: Message, text: str) -> Report | None:
         detector = "subject"
     elif returned and (null_sender or _BOUNCE_TEXT.search(text[:5000])):
         detector = "message returned"
+    elif null_sender and _says_dead(_own_words(text)):
+        detector = "null sender"  # a notice that the address is dead, however plain (and whatever Auto-Submitted says)
     else:
         return None
     evidence = {"detector": detector, "subject": subject[:200]}
-    if not failed_header and ((temporary and not permanent) or (daemon and _WARNING_SUBJECT.search(subject))):
+    dead = _says_dead(_own_words(text))
+    if not failed_header and not dead and ((temporary and not permanent) or (daemon and _WARNING_SUBJECT.search(subject))):
         return Report("delivery_notice", recipients=temporary or _original_to(msg),
                       reason="delivery delayed, still being retried", evidence=evidence)
     words = _own_words(text)
     ours = set(mime.addresses(msg, "To"))
     recipients = (
         _unique([*permanent, *temporary, *failed_header])
+        or _rcpt_to(words)
+        or _listed(words)
         or _original_to(msg)
         or _unique(a for a in _addresses_near_errors(words) if a not in ours)
-        or _inline_original_to(text[len(words) :])
+        or _unique(a for a in _addresses_on_failure_lines(words) if a not in ours)
+        or _inline_original_to(text[len(words) :] or text)
     )
     status = _text_status(words)
     hard = _hard(status, words)
+    cause = reasons.reason_of(status, _quoted_replies(words), words, _domains(recipients))
     return Report("bounce", hard=hard, recipients=recipients, status=status, reason=_describe(status, hard),
-                  evidence=evidence)
+                  cause=cause, evidence=evidence)
+
+
+def _null_sender(msg: Message) -> bool:
+    """Sent with the null reverse path, as delivery reports are: 'Return-Path: <>' or 'From: <>'."""
+    if msg.get("Return-Path") is not None and mime.header(msg, "Return-Path").strip("<> ") == "":
+        return True
+    sender = mime.header(msg, "From")
+    return msg.get("From") is not None and not mime.addresses(msg, "From") and sender.strip("<> \"") == ""
+
+
+def _says_dead(words: str) -> bool:
+    """Does a line of the report say the address does not exist?"""
+    return any(reasons.wording_reason(line) in _DEAD_ADDRESS for line in words[:5000].splitlines())
+
+
+def _rcpt_to(words: str) -> tuple[str, ...]:
+    """The envelope recipient a report quotes ('RCPT TO: x@y', as Apache James and Verizon write it)."""
+    return _unique(a.lower() for a in re.findall(r"^\s*RCPT TO:\s*<?([^\s<>]+@[^\s<>]+?)>?\s*$", words, re.IGNORECASE | re.MULTILINE))
+
+
+_LIST_HEAD = re.compile(
+    r"(following|these) (recipient|address|destination)[\w()]*[^\n]{0,60}?(could not be (reached|delivered)|failed|not be delivered|undeliverable|permanent fatal errors)[^\n]*$",
+    re.IGNORECASE | re.MULTILINE,
+)
+
+
+def _listed(words: str) -> tuple[str, ...]:
+    """The addresses listed under a heading such as Exchange's 'The following recipient(s) could not be
+    reached:', up to the first blank line after them."""
+    head = _LIST_HEAD.search(words)
+    if head is None:
+        return ()
+    found: list[str] = []
+    for line in words[head.end() :].split("\n")[1:]:
+        if not line.strip():
+            if found:
+                break
+            continue
+        first = _TEXT_ADDRESS.search(line)
+        if first is not None and line[: first.start()].strip(" \t<*\"'-:") == "":
+            found.append(first.group(0).lower())
+    return _unique(found)
+
+
+def _not_ours(msg: Message, text: str, found: tuple[str, ...]) -> tuple[str, ...]:
+    """The failed recipients without our own addresses (the report's To, the returned message's
+    sender) and without Message-IDs, which look like addresses."""
+    ours = set(mime.addresses(msg, "To", "Cc"))
+    ids = {i.strip("<>").lower() for name in ("Message-ID", "In-Reply-To", "References") for i in mime.message_ids(mime.header(msg, name))}
+    for attached in mime.attached_messages(msg):
+        ours.update(mime.addresses(attached, "From", "Sender", "Return-Path"))
+        ids.update(i.strip("<>").lower() for name in ("Message-ID", "In-Reply-To", "References") for i in mime.message_ids(mime.header(attached, name)))
+    ids.update(i.strip("<>").lower() for i in _ANY_ID.findall(text))
+    return tuple(a for a in found if a not in ours and a not in ids)
+
+
+def _lines(text: str) -> str:
+    """Text with uniform line ends: some servers end lines with a bare CR."""
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def _loose_text(msg: Message) -> str:
+    """The text of a report whose parts the parser could not split (a boundary it could not read)."""
+    for part in mime.parts(msg):
+        payload = part.get_payload()
+        if part.get_content_maintype() == "multipart" and isinstance(payload, str) and payload.strip():
+            return mime.unmangle(payload[: mime.TEXT_LIMIT])
+    return ""
 
 
 def _flufl(msg: Message) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -331,9 +419,11 @@ def _decoded(addresses: Iterable[bytes]) -> tuple[str, ...]:
 
 
 def _from_daemon(msg: Message) -> bool:
+    """Sent by a mail system: its From, or the return path only mail systems use."""
     sender = mime.addresses(msg, "From")
     name = mime.header(msg, "From")
-    return bool(sender and _DAEMON.match(sender[0])) or bool(_DAEMON_NAME.search(name))
+    path = mime.addresses(msg, "Return-Path")
+    return bool(sender and _DAEMON.match(sender[0])) or bool(_DAEMON_NAME.search(name)) or bool(path and _DAEMON.match(path[0]))
 
 
 def _codes_in(text: str) -> bool:
@@ -360,6 +450,37 @@ def _hard(status: str | None, text: str) -> bool:
     if status:
         return status.startswith("5")
     return not _TRANSIENT_WORDS.search(text)
+
+
+def _reply_of(diagnostic: str) -> str:
+    """A Diagnostic-Code without its type when that is SMTP ('smtp; 550 ...' -> '550 ...'); another
+    type ('X-Unix; ...') says where delivery failed, so it stays."""
+    kind, _, rest = diagnostic.partition(";")
+    return rest.strip() if rest and kind.strip().lower() == "smtp" else diagnostic
+
+
+_REPLY_LINE = re.compile(r"^.*?(?<![\w.\-/])([45]\d\d[ \-:]|[45]\.\d{1,3}\.\d{1,3}\b|remote host said|reason:|said:).*$", re.IGNORECASE | re.MULTILINE)
+
+
+_RECIPIENT_LINE = re.compile(r"^\s*[\"<]?[\w.+'=-]+@[\w-]+(\.[\w-]+)+[\">]?:?(\s|$)")
+
+
+def _quoted_replies(words: str) -> str:
+    """The lines of a report that quote a server's reply (a reply code, an enhanced status, 'Remote
+    host said:'), each with the line after it, where replies often go on; those about the first
+    failed recipient only, since the next may have failed for another reason."""
+    lines = words.splitlines()
+    found: list[str] = []
+    for index, line in enumerate(lines):
+        if found and _RECIPIENT_LINE.match(line):
+            break
+        if _REPLY_LINE.match(line):
+            found += [line.strip(), *(lines[index + 1 : index + 2] if index + 1 < len(lines) else [])]
+    return "\n".join(dict.fromkeys(line.strip() for line in found if line.strip()))
+
+
+def _domains(addresses: Iterable[str]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(a.rpartition("@")[2] for a in addresses if "@" in a))
 
 
 def _own_words(text: str) -> str:
@@ -397,6 +518,15 @@ def _addresses_near_errors(text: str) -> tuple[str, ...]:
         if re.search(r"message-id|in-reply-to|references", line, re.IGNORECASE):
             continue
         if _codes_in(line) or re.search(r"<[^<>\s]+@[^<>\s]+>", line):
+            found += _TEXT_ADDRESS.findall(line)
+    return _unique(a.lower() for a in found)
+
+
+def _addresses_on_failure_lines(text: str) -> tuple[str, ...]:
+    """Addresses on lines that say delivery failed, or why ('Your message to x@y was not delivered')."""
+    found = []
+    for line in text.splitlines():
+        if "@" in line and (_BOUNCE_TEXT.search(line) or reasons.wording_reason(line)):
             found += _TEXT_ADDRESS.findall(line)
     return _unique(a.lower() for a in found)
 

@@ -97,6 +97,14 @@ class Bounced(Event):
 
 
 @dataclass(frozen=True)
+class Refused(Event):
+    """The lead's server refused a step's email for a reason about the sender (its server, domain or
+    content), not about the address: nothing more goes to the lead until the owner closes `task_key`."""
+
+    task_key: str
+
+
+@dataclass(frozen=True)
 class Unsubscribed(Event):
     pass
 
@@ -315,6 +323,8 @@ def apply_event(state: State, seq: Sequence, event: Event, cal: BusinessCalendar
         if not event.hard:
             return state, []
         return _stop(state, at, "bounce", suppress=seq.on_bounce == "suppress")
+    if isinstance(event, Refused):
+        return _hold_for(state, event.task_key), []
     if isinstance(event, Unsubscribed):
         return _stop(state, at, "unsubscribe", suppress=seq.on_unsubscribe == "suppress")
     if isinstance(event, PauseRequested):
@@ -334,6 +344,15 @@ def apply_event(state: State, seq: Sequence, event: Event, cal: BusinessCalendar
             return replace(state, resume_to=Phase.ACTIVE, waiting_for=None, anchor_at=at), []
         return state, []
     raise TypeError(f"unknown event {event!r}")
+
+
+def _hold_for(state: State, task_key: str) -> State:
+    """Wait for a task before the next step; a wait already there (a task step's) is left as it is."""
+    if state.phase is Phase.ACTIVE:
+        return replace(state, phase=Phase.WAITING, waiting_for=task_key)
+    if state.phase is Phase.PAUSED and state.resume_to in (None, Phase.ACTIVE):
+        return replace(state, resume_to=Phase.WAITING, waiting_for=task_key)
+    return state
 
 
 def _email_done(state: State, seq: Sequence, event: EmailDone) -> State:

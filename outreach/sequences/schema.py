@@ -20,6 +20,7 @@ from pydantic import (
     model_validator,
 )
 
+from outreach.mail.bounce_reasons import Effect, Reason, effect_of
 from outreach.sequences.calendar import Window, country_holidays, parse_days, parse_hours, zone
 from outreach.sequences.delays import LONGEST, LONGEST_TEXT, Delay, OpenWeek
 
@@ -189,6 +190,7 @@ class Sequence(Strict):
     on_reply: Literal["stop", "continue"] = "stop"
     on_auto_reply: AutoReplyPolicy = Field(default_factory=AutoReplyPolicy)
     on_bounce: Literal["suppress", "stop"] = "suppress"
+    on_bounce_reason: dict[Reason, Effect] = Field(default_factory=dict)  # per bounce reason: suppress | soft | task; else the defaults
     on_unsubscribe: Literal["suppress", "stop"] = "suppress"
     reply_sla: DelayField = Field(default_factory=lambda: Delay.parse("1 business day"))  # answer a reply within this, or it escalates
     on_negative_reply: Literal["escalate", "none"] = "none"  # feedback sequences: a negative answer goes to the manager at once
@@ -243,6 +245,10 @@ class Sequence(Strict):
     @property
     def pools(self) -> list[str]:
         return [self.mailbox] if isinstance(self.mailbox, str) else list(self.mailbox)
+
+    def bounce_effect(self, reason: Reason, *, permanent: bool) -> Effect:
+        """What a bounce for this reason does to the lead, as this sequence says or by default."""
+        return self.on_bounce_reason.get(reason) or effect_of(reason, permanent=permanent)
 
     def step(self, step_id: str) -> Step:
         for step in self.steps:

@@ -445,3 +445,51 @@ def _wait(condition: Any, timeout: float = 15) -> None:
     while not condition():
         assert time.monotonic() < deadline, "timed out"
         time.sleep(0.1)
+
+
+def report_on(sent: EmailMessage, n: int, status: str, reply: str) -> bytes:
+    """A delivery status notification about one message we sent, with the receiving server's reply."""
+    lead, owner = str(sent["To"].addresses[0].addr_spec), str(sent["From"].addresses[0].addr_spec)
+    return (
+        f"From: Mail Delivery System <MAILER-DAEMON@mx.example.net>\r\nTo: {owner}\r\nSubject: Undelivered Mail Returned to Sender\r\n"
+        f"Message-ID: <report-{n}@mx.example.net>\r\nAuto-Submitted: auto-replied\r\nMIME-Version: 1.0\r\n"
+        'Content-Type: multipart/report; report-type="delivery-status"; boundary="b"\r\n\r\n'
+        f"--b\r\nContent-Type: text/plain\r\n\r\nYour message to {lead} could not be delivered.\r\n\r\n<{lead}>: host mx.example.net said: {reply}\r\n"
+        f"--b\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.example.net\r\n\r\n"
+        f"Final-Recipient: rfc822; {lead}\r\nAction: failed\r\nStatus: {status}\r\nDiagnostic-Code: smtp; {reply}\r\n"
+        f"--b\r\nContent-Type: text/rfc822-headers\r\n\r\nMessage-ID: {sent['Message-ID']}\r\nTo: {lead}\r\nSubject: {sent['Subject']}\r\n"
+        "--b--\r\n"
+    ).encode()
+
+
+def test_a_bounce_about_our_sending_keeps_the_lead_and_asks_the_owner_while_an_unknown_address_is_suppressed(pipeline: Pipeline, smtp_server: SmtpServer, dovecot: Dovecot, tmp_path: Path, database_url: str) -> None:
+    from outreach.crm import finish_task
+    from tests.cli_helpers import run
+
+    intro = sent_to(smtp_server, ANANYA)[0]
+    oliver = next(r.recipients[0] for r in smtp_server.received if r.recipients[0] != ANANYA)
+    to_oliver = sent_to(smtp_server, oliver)[0]
+    dovecot.append(PRIYA, "INBOX", report_on(intro, 1, "5.7.1", "554 5.7.1 Service unavailable; Client host [192.0.2.7] blocked using zen.spamhaus.org"))
+    dovecot.append(str(to_oliver["From"].addresses[0].addr_spec), "INBOX", report_on(to_oliver, 2, "5.1.1", "550 5.1.1 <x>: Recipient address rejected: User unknown"))
+    poll_all(pipeline.app)
+    ananya, to_him = enrollment_of(pipeline, ANANYA), enrollment_of(pipeline, oliver)
+    with pipeline.app.sessions() as session:
+        assert session.scalars(select(Suppression.email)).all() == [oliver], "the unknown address is suppressed, the blocked lead is not"
+        lines = {e.lead_id: e for e in session.scalars(select(Event).where(Event.kind == "bounce"))}
+        tasks = session.scalars(select(Task).where(Task.step_key.like("bounce:%"))).all()
+    assert [(t.lead_id, t.status, t.assignee_id is not None) for t in tasks] == [(ananya.lead_id, "open", True)]
+    assert "blocked" in tasks[0].title and "spamhaus" in tasks[0].note
+    assert (lines[ananya.lead_id].data["cause"], lines[ananya.lead_id].data["effect"]) == ("blocked", "task")
+    assert "bounce (blocked)" in lines[ananya.lead_id].key_points
+    assert lines[to_him.lead_id].data["cause"] == "userunknown"
+    assert ananya.phase == "waiting", "nothing more goes to the lead until the owner has looked"
+    assert enrollment_of(pipeline, oliver).phase == "stopped"
+    status = run(tmp_path / "ws", "status", db=database_url)
+    assert status.exit_code == 0, status.output
+    assert "bounces by reason: blocked 1 · userunknown 1" in status.output or "bounces by reason: userunknown 1 · blocked 1" in status.output
+    assert f"refused for reasons about the sender, to {PRIYA}: 1 blocked" in status.output
+    report = run(tmp_path / "ws", "report", "--csv", str(tmp_path / "kpis.csv"), db=database_url)
+    assert report.exit_code == 0 and "bounces by reason: " in report.output and "blocked 1" in report.output, report.output
+    assert "bounces blocked,1," in (tmp_path / "kpis.csv").read_text()
+    finish_task(pipeline.app, tasks[0].id, outcome="asked IT to delist our IP; called Ananya")
+    assert enrollment_of(pipeline, ANANYA).phase == "active", "closing the task lets the sequence go on"

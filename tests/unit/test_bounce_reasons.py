@@ -1,0 +1,168 @@
+"""A bounce's reason, what it does by default and as a sequence says, and the engine's hold on a refusal."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+
+from outreach.errors import SequenceError
+from outreach.mail.bounce_reasons import (
+    RULES,
+    Effect,
+    Reason,
+    effect_of,
+    parse,
+    reason_of,
+    wording_reason,
+)
+from outreach.mail.inbound import Kind, classify
+from outreach.sequences import engine as eng
+from outreach.sequences.calendar import BusinessCalendar, Window
+from outreach.sequences.loader import load_sequence_file
+from outreach.sequences.schema import Sequence
+
+UTC = dt.UTC
+AT = dt.datetime(2026, 11, 23, 5, 0, tzinfo=UTC)
+STEPS: dict[str, Any] = {
+    "name": "bd",
+    "window": {"days": "mon-sun", "hours": "00:00-24:00"},
+    "steps": [{"id": "intro", "template": "intro"}, {"id": "nudge", "after": "2 days", "template": "nudge"}],
+}
+
+
+def test_the_table_has_one_row_per_reason_and_well_formed_codes() -> None:
+    assert sorted(rule.reason for rule in RULES) == sorted(Reason)
+    codes = [code for rule in RULES for code in rule.statuses]
+    assert all(re.fullmatch(r"(x|[245])\.\d{1,3}\.\d{1,3}", code) for code in codes), codes
+    assert len(codes) == len(set(codes)), "a status code names one reason"
+    replies = [reply for rule in RULES for reply in rule.replies]
+    assert len(replies) == len(set(replies)), "a reply code names one reason"
+
+
+@pytest.mark.parametrize(
+    ("reasons", "effect"),
+    [
+        ((Reason.USER_UNKNOWN, Reason.HOST_UNKNOWN, Reason.HAS_MOVED, Reason.NOT_ACCEPT), Effect.SUPPRESS),
+        ((Reason.MAILBOX_FULL, Reason.SUSPEND, Reason.EXPIRED, Reason.NETWORK_ERROR, Reason.SYSTEM_ERROR, Reason.UNDEFINED), Effect.SOFT),
+        ((Reason.BLOCKED, Reason.SPAM_DETECTED, Reason.POLICY_VIOLATION, Reason.SECURITY_ERROR, Reason.AUTH_FAILURE, Reason.NO_RELAYING,
+          Reason.REJECTED, Reason.FILTERED, Reason.MESG_TOO_BIG), Effect.TASK),
+    ],
+)
+def test_default_effects(reasons: tuple[Reason, ...], effect: Effect) -> None:
+    assert {effect_of(reason, permanent=True) for reason in reasons} == {effect}
+
+
+def test_a_domain_that_takes_no_mail_only_for_now_counts_as_soft() -> None:
+    assert effect_of(Reason.NOT_ACCEPT, permanent=False) is Effect.SOFT
+
+
+@pytest.mark.parametrize(
+    ("status", "diagnostic", "words", "expected"),
+    [
+        ("5.1.1", "550 5.1.1 <a@b.example>: Recipient address rejected: User unknown", "", Reason.USER_UNKNOWN),
+        ("5.1.1", "552 5.1.1 Mailbox full", "", Reason.MAILBOX_FULL),  # the words say more than the code
+        ("5.7.1", "554 5.7.1 Service unavailable; Client host [192.0.2.1] blocked using zen.spamhaus.org", "", Reason.BLOCKED),
+        ("5.7.1", "550 5.7.1 Message rejected as spam", "", Reason.SPAM_DETECTED),
+        ("5.2.2", "", "", Reason.MAILBOX_FULL),  # the code alone
+        ("5.1.8", "553 5.1.8 No such domain ours.example", "", Reason.REJECTED),  # a code about our sender outweighs the words
+        ("5.0.0", "", "SMTP error from remote mail server after initial connection:\n550 Rejected", Reason.BLOCKED),
+        ("5.0.0", "", "SMTP error from remote mail server after MAIL FROM:<me@ours.example>:\n550 Rejected", Reason.REJECTED),
+        ("5.7.1", "550-5.7.1 Messages with multiple 550-5.7.1 addresses in From: header are not accepted", "", Reason.NOT_COMPLIANT_RFC),
+        (None, "", "This is a permanent error. The following address(es) failed:\n  a@b.example\n    retry timeout exceeded", Reason.EXPIRED),
+        (None, "", "Technical details of permanent failure:\nThe recipient server did not accept our requests to connect. [mx: timed out]", Reason.EXPIRED),
+        ("5.4.7", "", "<a@b.example>... Cannot send message for 4 days", Reason.EXPIRED),
+        (None, "", "Your message was refused", Reason.UNDEFINED),
+    ],
+)
+def test_the_reason_is_read_from_the_reply_then_the_code_then_the_words(status: str | None, diagnostic: str, words: str, expected: Reason) -> None:
+    assert reason_of(status, diagnostic, words) is expected
+
+
+def test_a_user_unknown_answered_to_the_text_is_a_filter_unless_a_code_confirms_it() -> None:
+    transcript = "... while talking to mx.b.example.:\n>>> DATA\n<<< 550 Unknown user a@b.example\n554 5.0.0 Service unavailable\n"
+    assert reason_of("5.0.0", "550 Unknown user a@b.example", transcript) is Reason.FILTERED
+    assert reason_of("5.1.1", "550 5.1.1 Unknown user a@b.example", transcript.replace("550 ", "550 5.1.1 ")) is Reason.USER_UNKNOWN
+    at_rcpt = "... while talking to mx.b.example.:\n>>> RCPT To:<a@b.example>\n<<< 550 Unknown user a@b.example\n"
+    assert reason_of("5.0.0", "550 Unknown user a@b.example", at_rcpt) is Reason.USER_UNKNOWN
+
+
+def test_a_group_that_refuses_our_post_is_a_refusal_of_our_sender() -> None:
+    assert reason_of(None, "", "We're writing to let you know that the group you tried to contact may not exist.", ("googlegroups.com",)) is Reason.REJECTED
+
+
+def test_a_stored_reason_reads_back_and_an_unknown_one_is_undefined() -> None:
+    assert parse("blocked") is Reason.BLOCKED
+    assert parse("gone-since") is Reason.UNDEFINED
+    assert parse(None) is Reason.UNDEFINED
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(st.none(), st.from_regex(r"[245]\.\d{1,3}\.\d{1,3}", fullmatch=True)), st.text(max_size=400), st.text(max_size=400))
+def test_any_text_has_a_reason(status: str | None, diagnostic: str, words: str) -> None:
+    assert isinstance(reason_of(status, diagnostic, words), Reason)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(max_size=300))
+def test_a_null_sender_notice_is_never_an_answer_when_it_says_the_address_is_dead(text: str) -> None:
+    """Whatever else it says (that names no other reason), with Auto-Submitted and References to our message."""
+    assume(wording_reason(text) is None and "@" not in text)
+    raw = (
+        "From: <>\r\nReturn-Path: <>\r\nTo: me@ours.example\r\nSubject: Re: Our proposal\r\nAuto-Submitted: auto-replied\r\n"
+        "References: <1@ours.example>\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n"
+        f"{text}\r\nThe address lead@client.example does not exist.\r\n"
+    ).encode("utf-8", "surrogateescape")
+    found = classify(raw)
+    assert found.kind is Kind.BOUNCE and found.recipients == ("lead@client.example",) and found.cause == "userunknown"
+
+
+# -- the sequence's say, and the engine -------------------------------------------------------------
+
+
+def test_a_sequence_may_choose_the_effect_per_reason() -> None:
+    seq = Sequence.model_validate({**STEPS, "on_bounce_reason": {"mailboxfull": "suppress", "blocked": "soft"}})
+    assert seq.bounce_effect(Reason.MAILBOX_FULL, permanent=True) is Effect.SUPPRESS
+    assert seq.bounce_effect(Reason.BLOCKED, permanent=True) is Effect.SOFT
+    assert seq.bounce_effect(Reason.USER_UNKNOWN, permanent=True) is Effect.SUPPRESS  # the rest as by default
+    assert seq.bounce_effect(Reason.SPAM_DETECTED, permanent=True) is Effect.TASK
+
+
+def test_an_unknown_reason_in_a_sequence_is_a_clear_error_naming_the_place(tmp_path: Path) -> None:
+    path = tmp_path / "bd.yaml"
+    path.write_text("name: bd\non_bounce_reason:\n  mailbox-full: suppress\nsteps:\n  - id: intro\n    template: intro\n")
+    with pytest.raises(SequenceError) as raised:
+        load_sequence_file(path)
+    message = str(raised.value)
+    assert f"{path}:3" in message and "mailboxfull" in message, message
+
+
+def _calendar() -> BusinessCalendar:
+    return BusinessCalendar(ZoneInfo("UTC"), Window.parse("mon-sun", "00:00-24:00"))
+
+
+def test_a_refusal_holds_the_sequence_until_the_owner_closes_the_task() -> None:
+    seq = Sequence.model_validate(STEPS)
+    sent = eng.decide(eng.State.start(AT, seed=1), seq, [], AT, _calendar())
+    out = eng.apply_event(sent.state, seq, eng.EmailDone(at=AT, step_key="intro"), _calendar())[0]
+    held, actions = eng.apply_event(out, seq, eng.Refused(at=AT, task_key="bounce:7"), _calendar())
+    assert (held.phase, held.waiting_for, actions) == (eng.Phase.WAITING, "bounce:7", [])
+    later = AT + dt.timedelta(days=5)
+    assert eng.decide(held, seq, [], later, _calendar()).actions == (), "no step goes out while the owner has the task"
+    going = eng.decide(held, seq, [eng.TaskFinished(at=later, step_key="bounce:7")], later, _calendar())
+    assert going.state.phase is eng.Phase.ACTIVE and going.next_action_at == later + dt.timedelta(days=2), "the next step's wait counts from then"
+
+
+def test_a_refusal_while_paused_holds_after_the_pause_and_changes_nothing_after_the_end() -> None:
+    seq = Sequence.model_validate(STEPS)
+    paused = eng.apply_event(eng.State.start(AT, seed=1), seq, eng.PauseRequested(at=AT), _calendar())[0]
+    held = eng.apply_event(paused, seq, eng.Refused(at=AT, task_key="bounce:8"), _calendar())[0]
+    assert (held.phase, held.resume_to, held.waiting_for) == (eng.Phase.PAUSED, eng.Phase.WAITING, "bounce:8")
+    stopped = eng.apply_event(eng.State.start(AT, seed=1), seq, eng.Unsubscribed(at=AT), _calendar())[0]
+    assert eng.apply_event(stopped, seq, eng.Refused(at=AT, task_key="bounce:9"), _calendar()) == (stopped, [])
