@@ -1,6 +1,6 @@
 """Auto-replies: out-of-office notices, autoresponders, ticket acknowledgements; and the return date they state.
 
-Headers decide first (RFC 3834 and the ones Microsoft and others set), then the subject, then the
+Headers decide first (RFC 3834 and the ones Microsoft and others set, listed in `vocabulary`), then the subject, then the
 wording, for the autoresponders that set no header at all. Outlook puts X-Auto-Response-Suppress
 on ordinary mail too, so that header is no evidence. The return date is read with dateparser, in
 the language of the phrase that introduces it. Pure: no I/O.
@@ -16,18 +16,10 @@ from email.message import Message
 from dateparser.search import search_dates
 
 from outreach.mail import inbound_mime as mime
+from outreach.mail import vocabulary
 
 log = logging.getLogger(__name__)
 
-_PRESENCE_HEADERS = (
-    "X-Autoreply",
-    "X-Autorespond",
-    "X-Autoresponder",
-    "X-AutoReply-From",
-    "X-Mail-Autoreply",
-    "X-MS-Exchange-Inbox-Rules-Loop",
-    "X-MS-Exchange-Generated-Message-Source",
-)
 _SUBJECT = re.compile(
     r"^\s*(auto(matic|matische|matique|matisk)?[\s_-]*"
     r"(reply|response|respons|antwort|réponse|respuesta|risposta|svar|antwoord)|autoreply|auto\s*:|out of (the )?office|ooo\b|abwesenheit|abwesend|absence|absent|fuera de la oficina|"
@@ -74,15 +66,14 @@ _HORIZON = dt.timedelta(days=400)
 
 def detect(msg: Message, subject: str, text: str) -> dict[str, str] | None:
     """Evidence that the message was sent automatically in answer to ours, or None."""
-    auto = mime.header(msg, "Auto-Submitted").lower().split(";", 1)[0].strip()
-    if auto and auto != "no":
-        return {"header": "Auto-Submitted", "value": auto}
-    for name in _PRESENCE_HEADERS:
+    for name in (vocabulary.AUTO_SUBMITTED, *vocabulary.AUTO_REPLY):
         if msg.get(name) is not None:
-            return {"header": name, "value": mime.header(msg, name)[:100]}
-    precedence = mime.header(msg, "Precedence").lower()
-    if precedence in ("auto_reply", "bulk", "junk"):
-        return {"header": "Precedence", "value": precedence}
+            value = mime.header(msg, name)
+            if vocabulary.is_automatic_value(value):
+                return {"header": name, "value": value.split(";", 1)[0].strip().lower() if name == vocabulary.AUTO_SUBMITTED else value[:100]}
+    precedence = mime.header(msg, vocabulary.PRECEDENCE).lower()
+    if precedence in vocabulary.AUTOMATIC_PRECEDENCE:
+        return {"header": vocabulary.PRECEDENCE, "value": precedence}
     found = _SUBJECT.search(mime.own_subject(subject))
     if found:
         return {"subject": found.group(0).strip()}
