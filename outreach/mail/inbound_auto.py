@@ -140,7 +140,7 @@ def return_date(text: str, received: dt.datetime, *, guess: bool = True) -> dt.d
     for codes in (spoken, [code for code in _CUES if code not in spoken] if guess else []):
         end = _first(text, codes, ("through", "until"), base, tries)
         back = _first(text, codes, ("back",), dt.datetime.combine(end[0], dt.time()) if end else base, tries)
-        if back is not None:
+        if back is not None and back[0] <= (base + _HORIZON).date():  # counted from the last day away, it may lie too far
             return back[0]
         if end is not None:
             day, means = end
