@@ -344,7 +344,7 @@ _NL = Language(
         r"stuur (mij|me) geen (e-?mails|mails|berichten)( meer)?",
         r"niet meer (mailen|e-?mailen|contacteren|benaderen)",
     ),
-    opt_out_stems=("haal", "verwijder", "schrijf", "meld", "contact", "geen", "niet meer"),
+    opt_out_stems=("haal", "verwijder", "schrijf", "schrijv", "meld", "contact", "geen", "niet meer"),
     negation=(r"niet|geen|nooit",),
     footer=(
         r"(als|indien) (u|je) (\w+ ){0,4}(ontvangen|afmelden|uitschrijven)", r"om (u|je|zich) af te melden", r"klik",
