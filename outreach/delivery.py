@@ -65,7 +65,8 @@ from outreach.db.models import (
 from outreach.db.session import transaction
 from outreach.errors import InputError, OutreachError
 from outreach.logs import outage
-from outreach.mail.compose import Party, compose, reply_subject
+from outreach.mail.compose import Party, compose
+from outreach.mail.subjects import reply_subject
 from outreach.mail.templates import Rendered
 from outreach.mail.transport import PermanentFailure, RecipientRefused, TemporaryFailure
 from outreach.sequences import engine as eng

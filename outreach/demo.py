@@ -53,7 +53,7 @@ from outreach.clock import UTC, FakeClock
 from outreach.config import Settings, load_settings
 from outreach.db.models import Enrollment, Event, Lead, Message
 from outreach.errors import ConfigError, Location, Problem
-from outreach.mail.compose import reply_subject
+from outreach.mail.subjects import reply_subject
 from outreach.mail.localmail import CATCH_ALL, LocalMail
 from outreach.poller import poll_all
 from outreach.runner import next_wakeup, prepare, step

@@ -49,9 +49,9 @@ from outreach.mail import bounce_reasons as reasons
 from outreach.mail import inbound as inb
 from outreach.mail import intake
 from outreach.mail.bounce_reasons import Effect, Reason, effect_of
-from outreach.mail.compose import base_subject
 from outreach.mail.reader import FolderReader, FolderState
 from outreach.mail.sentiment import is_negative
+from outreach.mail.subjects import thread_key
 from outreach.scheduler import escalate_answer
 from outreach.sequences import engine as eng
 from outreach.service import App, record, running_enrollments, suppress
@@ -485,10 +485,10 @@ class MailboxPoller:
         for address in message.to_addrs:
             lead = session.scalar(select(Lead).where(Lead.email == address))
             if lead is not None:
-                subject = base_subject(message.subject)
+                subject = thread_key(message.subject)
                 threads = _threads_of(session, lead)
                 for thread, enrollment in threads:
-                    if base_subject(thread.subject) == subject:
+                    if thread_key(thread.subject) == subject:
                         return Match(lead, enrollment, thread, "lead-subject")
                 return Match(lead, threads[0][1] if threads else None, None, "lead")  # written to a lead by hand: a contact all the same
         return None
@@ -692,7 +692,7 @@ def _by_sender_and_subject(session: Session, message: inb.Inbound) -> Match | No
     sender = message.from_addr
     if not sender:
         return None
-    subject = base_subject(message.subject)
+    subject = thread_key(message.subject)
     when = message.date
     lead = session.scalar(select(Lead).where(Lead.email == sender))
     candidates: list[tuple[Lead, str]] = []
@@ -703,7 +703,7 @@ def _by_sender_and_subject(session: Session, message: inb.Inbound) -> Match | No
         candidates.extend((other, "domain-subject") for other in session.scalars(select(Lead).where(Lead.domain == domain, Lead.email != sender).order_by(Lead.id)))
     for candidate, how in candidates:
         for thread, enrollment in _threads_of(session, candidate):
-            if base_subject(thread.subject) != subject:
+            if thread_key(thread.subject) != subject:
                 continue
             span = session.execute(select(func.min(Message.sent_at), func.max(Message.sent_at)).where(Message.thread_id == thread.id, Message.status == "sent")).one()
             if span[0] is None:

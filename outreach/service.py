@@ -28,6 +28,7 @@ from outreach.db.models import Enrollment, Event, Lead, Mailbox, Message, Person
 from outreach.db.session import ensure_schema, make_engine, session_factory, transaction
 from outreach.errors import ConfigError, Conflict, InputError, Location, NotFound, Problem, SequenceError, TemplateError
 from outreach.mail.imap import MailStore
+from outreach.mail.subjects import reply_subject
 from outreach.mail.transport import Transport
 from outreach.leads import ImportResult, normalise_address, owner_lookup, parse_csv, upsert
 from outreach.mail.templates import Rendered, TemplateSet
@@ -667,10 +668,6 @@ def _imap_store(cfg: MailboxConfig) -> MailStore:
 
     assert cfg.imap is not None
     return ImapStore(cfg.imap)
-
-
-def reply_subject(subject: str) -> str:
-    return subject if subject.lower().startswith("re:") else f"Re: {subject}"
 
 
 def _describe_action(action: eng.Action) -> str:

@@ -51,7 +51,6 @@ def _refuse_longer_than_a_line(name: str, longest: int) -> None:
 POLICY = _Policy(linesep="\r\n")  # CRLF line ends, as SMTP wants them
 _UTF8 = Charset("utf-8")
 _UTF8.body_encoding = QP  # readable in the raw message, safe through 7-bit relays
-_RE = re.compile(r"^\s*((re|aw|sv|antw|fwd?|wg)\s*(\[\d+\])?\s*:\s*)+", re.IGNORECASE)
 
 
 def clean_header(value: str, what: str) -> str:
@@ -64,15 +63,6 @@ def clean_header(value: str, what: str) -> str:
 def make_message_id(domain: str) -> str:
     """A globally unique Message-ID on the sending mailbox's domain."""
     return f"<{uuid.uuid4().hex}@{domain.lower()}>"
-
-
-def reply_subject(subject: str) -> str:
-    """'Re: ' once, whatever prefixes the original had."""
-    return "Re: " + _RE.sub("", subject).strip()
-
-
-def base_subject(subject: str) -> str:
-    return _RE.sub("", subject).strip().lower()
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,8 @@
 The order of the tests matters. Delivery reports come first: many bounces carry Auto-Submitted,
 In-Reply-To or References, and would otherwise pass for auto-replies or answers. An opt-out sent
 to our List-Unsubscribe address comes next (mail clients send those automatically), then meeting
-answers, auto-replies, opt-out requests a person wrote, and last a person's reply. Whether a message
+answers, auto-replies, opt-out requests a person wrote, and last a person's reply. Mail from a list
+or a bulk sender (List-Id, List-Unsubscribe, Precedence: list) is never read as an opt-out. Whether a message
 belongs to one of our threads at all is decided later, by thread matching.
 
 Neither function raises, whatever the bytes: the poller must be able to record every message.
@@ -157,7 +158,8 @@ def _classify(mail: _Mail, received: dt.datetime | None, return_date: bool = Tru
     report = reports.detect(mail.msg, text)
     if report is not None:
         return _from_report(report, mail.msg, text)
-    mailto = _mailto_opt_out(mail)
+    bulk = reply.is_bulk(mail.msg)  # a list's or a bulk sender's "unsubscribe" is its footer, never a request
+    mailto = None if bulk else _mailto_opt_out(mail)
     if mailto is not None:
         return Classification(Kind.UNSUBSCRIBE, reason="opt-out sent to our unsubscribe address", evidence=mailto)
     fresh = reply.new_text(text)
@@ -165,10 +167,10 @@ def _classify(mail: _Mail, received: dt.datetime | None, return_date: bool = Tru
     if meeting is not None:
         evidence = {"detector": "icalendar", "partstat": meeting}
         return Classification(Kind.REPLY, reason=f"meeting {meeting}", new_text=fresh, meeting=meeting, evidence=evidence)
-    automatic = auto.detect(mail.msg, mail.inbound.subject, fresh or text)
+    automatic = auto.detect(mail.msg, mail.inbound.subject, fresh or text, received or mail.inbound.date)
     if automatic is not None:
         return _auto_reply(mail, fresh or text, received, automatic, return_date)
-    phrase = reply.opt_out_phrase(fresh)
+    phrase = None if bulk else reply.opt_out_phrase(fresh)
     if phrase is not None:
         return Classification(Kind.UNSUBSCRIBE, reason=f"asks to stop: {phrase!r}", new_text=fresh,
                               evidence={"phrase": phrase})

@@ -21,10 +21,11 @@ from email.utils import getaddresses, parsedate_to_datetime
 
 import html2text
 
+from outreach.mail import subjects
+
 PARSE_LIMIT = 2 * 1024 * 1024  # bytes of a message that go through the MIME parser
 TEXT_LIMIT = 256 * 1024  # bytes of one text part that are decoded
 HTML_LIMIT = 200 * 1024  # characters of HTML that are converted to text
-_REPLY_PREFIX = re.compile(r"\b(re|aw|sv|antw)\s*(\[\d+\])?\s*:", re.IGNORECASE)
 _MSGID = re.compile(r"<([^<>\s]+)>")
 _SPACE = re.compile(r"\s+")
 _MARKDOWN_ESCAPE = re.compile(r"\\([\\`*_{}\[\]()#+\-.!|>])")  # html2text writes Markdown; we want text
@@ -88,12 +89,8 @@ def _decoded_word(part: str | bytes, charset: str | None) -> str:
 
 
 def own_subject(subject: str) -> str:
-    """The part of a subject before any 'Re:': what follows is the subject of the message answered.
-
-    'Re: Bounce rates' is no bounce and 'Re: Out of office cover' no auto-reply, while
-    'Automatic reply: Re: ...' and a forwarded 'Fwd: Returned mail' keep their own words.
-    """
-    return _REPLY_PREFIX.split(subject, maxsplit=1)[0]
+    """The part of a subject before any reply prefix ('Re:', 'AW:', '回复：'): see `subjects.own_part`."""
+    return subjects.own_part(subject)
 
 
 def addresses(msg: Message, *names: str) -> tuple[str, ...]:

@@ -10,6 +10,7 @@ what comes before it, then drop the signature.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 from email.message import Message
@@ -17,6 +18,8 @@ from email.message import Message
 from icalendar import Calendar
 
 from outreach.mail import inbound_mime as mime
+from outreach.mail import languages as lang
+from outreach.mail import vocabulary
 
 log = logging.getLogger(__name__)
 
@@ -237,40 +240,57 @@ def _angle_quoted(line: str) -> bool:
 
 # -- opt-out requests ---------------------------------------------------------------------------
 
-_OPT_OUT = re.compile(
-    r"\bunsubscrib(e|ed|es|ing)\b|\bopt[\s-]?(me\s+)?out\b"
-    r"|\bnot\s+interested\b.{0,30}\bstop\b|\b(please|pls|kindly)\s+stop\s*(it|this|that|now|them)?\s*[.!]*\s*$"
-    r"|\bremove\s+(me|my\s+(e-?mail|address|name|details|contact))\b"
-    r"|\btake\s+(me|my\s+(e-?mail|address|name))\s+off\b"
-    r"|\b(stop|quit|cease)\s+(e-?mailing|mailing|contacting|messaging|spamming|writing\s+to|reaching\s+out"
-    r"|sending\s+(me|these|this|us|emails?))"
-    r"|\b(do\s+not|don't|dont|never)\s+(e-?mail|contact|write\s+to|message|send)\s+(me|us)\b"
-    r"|\bno\s+(more|further)\s+(e-?mails|emails|messages|contact|mail)\b"
-    r"|\b(abmelden|austragen|abbestellen)\b|\bkeine\s+(weiteren\s+)?(e-?mails|mails|nachrichten)\b"
-    r"|\b(désabonner|désinscri\w*|désinscription|me\s+retirer)\b|\bne\s+plus\s+(me\s+)?(contacter|recevoir|écrire)\b"
-    r"|\bdar(me)?\s+de\s+baja\b|\bno\s+me\s+(envíen|envien|escriban|contacten)\b"
-    r"|\b(afmelden|uitschrijven)\b|\b(cancellami|disiscriv\w*)\b",
-    re.IGNORECASE,
-)
-_NEGATED = re.compile(
-    r"\b(don't|do\s+not|dont|didn't|did\s+not|never|no\s+need\s+to|not\s+(asking|trying|want(ing)?)\s+to|"
-    r"won't|wouldn't|not\s+to|rather\s+not|nicht|ne\s+pas|no\s+quiero)\b[^.!?\n]{0,25}$",
-    re.IGNORECASE,
-)
-_CLAUSES = re.compile(r"(?<=[.!?;])\s+|\n+|,?\s+(?:but|however|aber|mais|pero)\s+", re.IGNORECASE)
+_STEMS = {language.code: language.opt_out_stems for language in lang.LANGUAGES if language.opt_out}
+# a negation shortly before a request, in its language and its clause, undoes it
+_NEGATED = {
+    language.code: re.compile(rf"({'|'.join(lang.words(row, language.spaced) for row in language.negation)})[^.,;!?\n]{{0,25}}$",
+                              re.IGNORECASE)
+    for language in lang.LANGUAGES if language.negation
+}
+_FOOTER = lang.pattern("footer")
+_SENTENCES = re.compile(r"(?<=[.!?;])\s+|[。！？；]\s*|\n+")
+# "but" starts a clause of its own; French "mais" is left out, being Portuguese for "more"
+_CLAUSES = re.compile(r"[,，、]|\s+(?:but|however|aber|pero|ma|maar|mas|ale|men)\s+", re.IGNORECASE)
 
 
 def opt_out_phrase(text: str) -> str | None:
     """The phrase with which a person asks us to stop, in what they wrote themselves; None if they do not.
 
-    A request counts unless it is negated ("don't unsubscribe me", "no need to remove me"). Being
-    "not interested" alone is an answer, not an opt-out: the sequence stops on any reply anyway.
+    A request counts unless it is negated ("don't unsubscribe me", "no need to remove me") or sits
+    in a sentence worded as a mailing's footer ("if you no longer wish to receive ..., unsubscribe").
+    Being "not interested" alone is an answer, not an opt-out: the sequence stops on any reply anyway.
     """
-    for clause in _CLAUSES.split(unquoted(text)):
-        found = _OPT_OUT.search(clause)
-        if found and not _NEGATED.search(clause[: found.start()]):
-            return " ".join(found.group(0).split())
+    text = unquoted(text)
+    folded = text.lower()
+    requests = _requests(tuple(code for code, stems in _STEMS.items() if any(stem in folded for stem in stems)))
+    if requests is None:
+        return None
+    for sentence in _SENTENCES.split(text):
+        for clause in _CLAUSES.split(sentence):
+            for found in requests.finditer(clause):
+                negation = _NEGATED.get(found.lastgroup or "")
+                if negation is not None and negation.search(clause[: found.start()]):
+                    continue
+                if _FOOTER is not None and _FOOTER.search(sentence):
+                    break
+                return " ".join(found.group(0).split())
+            else:
+                continue
+            break  # a footer's sentence: none of its clauses counts
     return None
+
+
+@functools.lru_cache(maxsize=64)
+def _requests(codes: tuple[str, ...]) -> re.Pattern[str] | None:
+    """The opt-out rows of these languages: only those whose stems a text holds are worth its time."""
+    return lang.pattern("opt_out", languages=tuple(language for language in lang.LANGUAGES if language.code in codes), named=True)
+
+
+def is_bulk(msg: Message) -> bool:
+    """Mail from a list or a bulk sender: its 'unsubscribe' is a footer's, never a person's request."""
+    if any(msg.get(name) is not None for name in vocabulary.LIST):
+        return True
+    return mime.header(msg, vocabulary.PRECEDENCE).lower() in vocabulary.LIST_PRECEDENCE
 
 
 # -- meeting answers ----------------------------------------------------------------------------

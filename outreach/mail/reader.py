@@ -19,17 +19,14 @@ from imapclient.exceptions import IMAPClientError
 from imapclient.response_parser import parse_fetch_response
 
 from outreach.config import ImapConfig
+from outreach.mail import vocabulary
 from outreach.mail.imap import connect
 from outreach.mail.transport import TemporaryFailure
 
 log = logging.getLogger(__name__)
 
 # What the poller reads of every new message; a body is fetched only for what these say may concern us.
-HEADER_FIELDS = (
-    "MESSAGE-ID", "IN-REPLY-TO", "REFERENCES", "FROM", "REPLY-TO", "TO", "CC", "SUBJECT", "DATE", "CONTENT-TYPE",
-    "RETURN-PATH", "AUTO-SUBMITTED", "PRECEDENCE", "X-AUTOREPLY", "X-AUTORESPOND", "X-AUTO-RESPONSE",
-    "X-MS-EXCHANGE-INBOX-RULES-LOOP", "X-MS-EXCHANGE-GENERATED-MESSAGE-SOURCE",
-)
+HEADER_FIELDS = tuple(name.upper() for name in vocabulary.FETCHED)
 HEADER_PART = f"BODY.PEEK[HEADER.FIELDS ({' '.join(HEADER_FIELDS)})]"
 HEADER_ITEMS = (HEADER_PART, "RFC822.SIZE", "INTERNALDATE")
 

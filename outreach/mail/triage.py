@@ -13,6 +13,7 @@ from functools import lru_cache
 from typing import NamedTuple
 
 from outreach.db.models import email_domain
+from outreach.mail import vocabulary
 
 REPORT_SENDERS = ("mailer-daemon", "postmaster", "mail-daemon", "mailerdaemon", "bounce", "noreply", "no-reply")
 REPORT_SUBJECT = re.compile(
@@ -20,7 +21,8 @@ REPORT_SUBJECT = re.compile(
     r"nondeliverable|non[- ]?remis|unzustellbar|no entregado|rejected|bounce|abuse report|complaint",
     re.IGNORECASE,
 )
-AUTO_HEADERS = ("auto-submitted", "x-autoreply", "x-autorespond", "x-ms-exchange-inbox-rules-loop", "x-ms-exchange-generated-message-source", "x-auto-response")
+AUTO_HEADERS = tuple(name.lower() for name in (vocabulary.AUTO_SUBMITTED, *vocabulary.AUTO_REPLY))
+_APPLE_UNSUBSCRIBE = vocabulary.APPLE_UNSUBSCRIBE.lower()
 _PEOPLE = {True: frozenset({"from", "reply-to"}), False: frozenset({"to", "cc"})}  # INBOX: who wrote; Sent: to whom
 _NONE: frozenset[str] = frozenset()
 _FOLD = re.compile(rb"\r?\n[ \t]")
@@ -93,8 +95,8 @@ def looks_automatic(first: dict[str, str], senders: frozenset[str]) -> bool:
         return True
     if "multipart/report" in first.get("content-type", "").lower() or first.get("return-path", "").strip() == "<>":
         return True
-    for name in AUTO_HEADERS:
-        value = first.get(name)
-        if value is not None and value.strip().lower() != "no":
-            return True
-    return first.get("precedence", "").strip().lower() in ("auto_reply", "bulk", "junk")
+    if any(vocabulary.is_automatic_value(first.get(name)) for name in AUTO_HEADERS):
+        return True
+    if first.get(_APPLE_UNSUBSCRIBE, "").strip().lower() == "true":
+        return True
+    return first.get("precedence", "").strip().lower() in vocabulary.AUTOMATIC_PRECEDENCE

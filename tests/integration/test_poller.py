@@ -156,6 +156,18 @@ def test_replies_without_threading_headers_match_by_the_lead_or_a_colleague_and_
     assert enrollment_of(pipeline, ANANYA).phase == "stopped" and enrollment_of(pipeline, vikram).phase == "stopped"
 
 
+def test_mail_without_threading_headers_matches_whatever_prefixes_its_client_wrote(pipeline: Pipeline, smtp_server: SmtpServer, dovecot: Dovecot) -> None:
+    intro = sent_to(smtp_server, ANANYA)[0]
+    later = START + dt.timedelta(hours=2)
+    dovecot.append(PRIYA, "INBOX", answer(intro, "はい、火曜日にお話ししましょう。", threaded=False, subject=f"返信：RE[2]: {intro['Subject']}", when=later))
+    notice = "Ich bin bis zum 14.12. nicht im Büro. In dringenden Fällen wenden Sie sich bitte an meine Kollegin."
+    dovecot.append(PRIYA, "INBOX", answer(intro, notice, message_id="<ooo@acme.example>", threaded=False, subject=f"Automatische Antwort: AW: {intro['Subject']}", when=later))
+    poll_all(pipeline.app)
+    rows = {row.message_id: row for row in inbound(pipeline)}
+    assert (rows["<answer-1@acme.example>"].kind, rows["<answer-1@acme.example>"].matched_by) == ("reply", "lead-subject")
+    assert (rows["<ooo@acme.example>"].kind, rows["<ooo@acme.example>"].matched_by) == ("auto_reply", "lead-subject")
+
+
 def test_a_hard_bounce_suppresses_and_an_opt_out_reply_closes(pipeline: Pipeline, smtp_server: SmtpServer, dovecot: Dovecot) -> None:
     oliver = next(r.recipients[0] for r in smtp_server.received if r.recipients[0] != ANANYA)  # any other lead mailed so far
     to_oliver = sent_to(smtp_server, oliver)[0]

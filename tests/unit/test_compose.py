@@ -12,13 +12,7 @@ from hypothesis import strategies as st
 
 from outreach.delivery import backoff
 from outreach.errors import InputError
-from outreach.mail.compose import (
-    Party,
-    base_subject,
-    compose,
-    make_message_id,
-    reply_subject,
-)
+from outreach.mail.compose import Party, compose, make_message_id
 from outreach.mail.templates import Rendered
 
 WHEN = dt.datetime(2026, 11, 24, 9, 30, tzinfo=dt.timezone(dt.timedelta(hours=5, minutes=30)))
@@ -62,12 +56,6 @@ def test_a_display_name_with_specials_is_quoted() -> None:
     msg = message_from_bytes(_message(recipient=Party("jane@example.com", 'Doe, Jane "JD"')), policy=policy.default)
     assert msg["To"].addresses[0].display_name == 'Doe, Jane "JD"'
     assert msg["To"].addresses[0].addr_spec == "jane@example.com"
-
-
-@pytest.mark.parametrize(("subject", "expected"), [("Hello", "Re: Hello"), ("Re: Hello", "Re: Hello"), ("RE: re: Fwd: Hello", "Re: Hello"), ("AW: Hallo", "Re: Hallo")])
-def test_reply_subjects(subject: str, expected: str) -> None:
-    assert reply_subject(subject) == expected
-    assert base_subject(expected) == base_subject(subject)
 
 
 def test_message_ids_are_unique_and_on_the_mailbox_domain() -> None:

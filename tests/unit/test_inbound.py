@@ -297,6 +297,45 @@ def test_a_return_date_in_another_language() -> None:
     assert classify(french, received=WEDNESDAY).until == dt.date(2024, 6, 14)
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        "お世話になっております。本日より12月13日まで不在にしております。急ぎのご用件は佐藤までご連絡ください。",
+        "Olá! Estou de férias e sem acesso ao e-mail. Volto no dia 9 de dezembro.",
+        "Encontro-me fora do escritório até 13 de dezembro. Em caso de urgência, contate a recepção.",
+    ],
+)
+def test_a_notice_without_headers_in_japanese_or_portuguese_is_an_auto_reply(body: str) -> None:
+    result = classify(raw(body), received=dt.datetime(2024, 12, 5, 9, tzinfo=UTC))
+    assert result.kind is Kind.AUTO_REPLY, result
+    assert "phrase" in result.evidence
+
+
+@pytest.mark.parametrize(
+    ("body", "back"),
+    [
+        ("Ich bin vom 1. bis 18. Dezember im Urlaub und ab dem 21.12. wieder erreichbar.", dt.date(2024, 12, 21)),
+        ("Ich bin bis einschließlich 18.12. nicht im Büro.", dt.date(2024, 12, 19)),
+        ("I am out of the office through Friday 20 December.", dt.date(2024, 12, 23)),
+        ("I am out of the office until 18 December.", dt.date(2024, 12, 18)),
+        ("Ich bin bis einschließlich Freitag, 13.12. im Urlaub. Ab Montag bin ich wieder da.", dt.date(2024, 12, 16)),
+        ("12月20日まで休暇をいただいております。", dt.date(2024, 12, 23)),
+    ],
+)
+def test_the_return_date_is_the_day_back(body: str, back: dt.date) -> None:
+    result = classify(raw(body, subject="Automatic reply: Our proposal", Auto_Submitted="auto-replied"),
+                      received=dt.datetime(2024, 12, 5, 9, tzinfo=UTC))
+    assert result.until == back
+
+
+def test_list_and_bulk_mail_is_never_an_opt_out() -> None:
+    footer = "Forwarding for comments.\n\nTo unsubscribe from this group, send an email to team+unsubscribe@client.example.\nPlease remove me."
+    for headers in ({"List_Id": "<team.client.example>"}, {"List_Unsubscribe": "<mailto:u@client.example>"}, {"Precedence": "list"}):
+        assert classify(raw(footer, **headers)).kind is Kind.REPLY, headers
+        assert classify(raw("", subject="unsubscribe", **headers)).kind is not Kind.UNSUBSCRIBE, headers
+    assert classify(raw(footer)).kind is Kind.UNSUBSCRIBE  # the same words from a person
+
+
 def test_the_return_date_can_be_read_later_the_same_as_at_once() -> None:
     from outreach.mail.inbound import read
 

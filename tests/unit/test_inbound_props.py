@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import logging
 from email.message import EmailMessage
 
 import pytest
-from hypothesis import HealthCheck, given, reject, settings
+from hypothesis import HealthCheck, example, given, reject, settings
 from hypothesis import strategies as st
 
+from outreach.mail import inbound_auto as auto
 from outreach.mail.inbound import Classification, Inbound, Kind, classify, parse
 from tests import corpus
 
@@ -155,3 +157,20 @@ def test_damaged_real_mail(caplog: pytest.LogCaptureFixture, real_mail: list[byt
     noise = data.draw(st.binary(max_size=40))
     at = data.draw(st.integers(0, cut))
     _check(original[:at] + noise + original[at:cut], caplog)
+
+
+# words of the return-date cues and dates of the languages read, for texts that reach the date reading
+_DATE_WORDS = st.sampled_from([
+    "back on", "until", "through", "from 1 to", "bis", "bis einschließlich", "ab dem", "wieder", "jusqu'au", "inclus",
+    "hasta el", "fino al", "tot en met", "até", "do", "till och med", "まで", "より出社", "至", "返回", "까지", "복귀", "तक",
+    "12月18日", "21.12.", "18. Dezember", "Monday", "31 février", "99.99.", "13月45日", "२१ दिसंबर", "\n", ", ", " ",
+])
+texts = st.lists(st.one_of(_DATE_WORDS, st.text(max_size=12)), max_size=25).map("".join)
+
+
+@settings(max_examples=300, deadline=None)
+@given(texts, st.datetimes(min_value=dt.datetime(2000, 1, 1), max_value=dt.datetime(2090, 1, 1)))
+@example("I am out until 5 January 2026 and back on 1 February 2026.", dt.datetime(2024, 12, 5, 9))  # a day back counted from a far end
+def test_a_return_date_is_after_the_notice_and_within_a_year_or_so(text: str, received: dt.datetime) -> None:
+    day = auto.return_date(text, received.replace(tzinfo=dt.UTC))
+    assert day is None or received.date() < day <= received.date() + dt.timedelta(days=403)

@@ -3,12 +3,17 @@ which messages are worth their bodies."""
 
 from __future__ import annotations
 
+import sys
+from email.message import Message
 from email.parser import BytesHeaderParser
+from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from outreach.mail import triage
+from outreach.mail import inbound, reader, triage, vocabulary
+from outreach.mail import inbound_mime as mime
 from tests import corpus
 
 names = st.sampled_from(["From", "Reply-To", "To", "Cc", "Subject", "In-Reply-To", "References", "Return-Path", "Auto-Submitted", "Precedence", "Content-Type", "X-Autoreply", "X-Header"])
@@ -62,3 +67,61 @@ def test_the_glance_wants_answers_reports_and_auto_replies_and_not_newsletters()
     assert glance("From: a@b.example\nSubject: Automatic reply\nReturn-Path: <>\n\n")[2]
     assert glance("From: a@b.example\nSubject: unsubscribe\n\n")[2]
     assert glance("From: News <news@lists.example>\nSubject: Weekly digest\n\n") == (frozenset(), frozenset({"news@lists.example"}), False)
+
+
+@pytest.mark.parametrize("name", [
+    "Auto-Submitted", "X-Autoreply", "X-Autorespond", "X-Autoresponder", "X-AutoReply-From", "X-Mail-Autoreply",
+    "X-MS-Exchange-Inbox-Rules-Loop", "X-MS-Exchange-Generated-Message-Source",
+])
+def test_every_auto_reply_header_is_fetched_and_wants_a_body_from_anyone(name: str) -> None:
+    head = f"From: Help Desk <desk@support.example>\nSubject: Thanks\n{name}: yes\n\n"
+    assert name.upper() in reader.HEADER_FIELDS
+    assert triage.glance(1, head.encode(), inbox=True).automatic
+    assert inbound.classify(f"{head}We got your message.\n".encode()).kind is inbound.Kind.AUTO_REPLY
+    assert not triage.glance(1, head.replace(": yes", ": no").encode(), inbox=True).automatic
+
+
+def test_list_headers_alone_want_no_body() -> None:
+    head = b"From: News <news@lists.example>\nSubject: Digest\nList-Id: <news.lists.example>\nList-Unsubscribe: <mailto:u@lists.example>\n\n"
+    assert not triage.glance(1, head, inbox=True).automatic
+
+
+def test_the_fetch_holds_every_header_the_classifier_reads(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What the classifier reads of a message's own header (not of its parts) is what the poller fetches
+    before deciding whether the body is worth it; the headers that describe the body come with it."""
+    read: set[str] = set()
+    tops: list[Message] = []
+    plain_get, plain_get_all = Message.get, Message.get_all
+
+    def recorded(name: str, msg: Message) -> None:
+        caller = sys._getframe(2).f_globals.get("__name__", "")
+        if tops and msg is tops[-1] and caller.startswith("outreach."):
+            read.add(name.lower())
+
+    def get(self: Message, name: str, failobj: Any = None) -> Any:
+        recorded(name, self)
+        return plain_get(self, name, failobj)
+
+    def get_all(self: Message, name: str, failobj: Any = None) -> Any:
+        recorded(name, self)
+        return plain_get_all(self, name, failobj)
+
+    plain_load = mime.load
+
+    def load(raw: bytes) -> Message:
+        tops.append(plain_load(raw))
+        return tops[-1]
+
+    monkeypatch.setattr(Message, "get", get)
+    monkeypatch.setattr(Message, "get_all", get_all)
+    monkeypatch.setattr(mime, "load", load)
+    corpus.require()
+    samples = [case.raw() for case in corpus.all_cases()]
+    head = "From: a@b.example\nSubject: x\n" + "".join(f"{name}: yes\n" for name in vocabulary.AUTOMATIC)
+    samples.append(f"{head}\nPlease remove me from your list.\n".encode())
+    for raw in samples:
+        inbound.read(raw).classify()
+    fetched = {name.lower() for name in reader.HEADER_FIELDS}
+    body = {name.lower() for name in vocabulary.BODY}
+    assert {name.lower() for name in vocabulary.AUTO_REPLY} <= read
+    assert read - body <= fetched, sorted(read - body - fetched)

@@ -1,0 +1,40 @@
+"""The header fields inbound mail is read by: one list for the header triage, the IMAP FETCH of
+headers and the classifier, so that what decides is what was fetched. Names as they are written;
+compare them without regard to case."""
+
+from __future__ import annotations
+
+THREADING = ("Message-ID", "In-Reply-To", "References")
+SENDERS = ("From", "Reply-To")  # who wrote a message that came in
+RECIPIENTS = ("To", "Cc")  # to whom a message we sent went
+IDENTITY = ("Subject", "Date")
+REPORT = ("Content-Type", "Return-Path", "X-Failed-Recipients")  # multipart/report, the null sender of delivery reports, Exim's list of failures
+BODY = ("Content-Transfer-Encoding", "Content-Disposition", "Content-Description")  # describe the body: read with it, not before
+
+AUTO_SUBMITTED = "Auto-Submitted"  # RFC 3834: anything but "no" is a machine's
+PRECEDENCE = "Precedence"
+AUTOMATIC_PRECEDENCE = ("auto_reply", "bulk", "junk")  # Precedence values of automatic answers
+# Present (with any value but "no"): the message was sent automatically. Outlook puts
+# X-Auto-Response-Suppress on ordinary mail too, so that one is no evidence and is not here.
+AUTO_REPLY = (
+    "X-Autoreply",
+    "X-Autorespond",
+    "X-Autoresponder",
+    "X-AutoReply-From",
+    "X-Mail-Autoreply",
+    "X-Auto-Response",
+    "X-MS-Exchange-Inbox-Rules-Loop",
+    "X-MS-Exchange-Generated-Message-Source",
+)
+# Mail a list or a bulk sender sent: its "unsubscribe" is a footer, never a lead's request.
+LIST = ("List-Id", "List-Unsubscribe", "List-Post")
+LIST_PRECEDENCE = ("list", "bulk", "junk")
+APPLE_UNSUBSCRIBE = "X-Apple-Unsubscribe"  # Apple Mail's unsubscribe button, writing to our List-Unsubscribe mailto
+
+AUTOMATIC = (AUTO_SUBMITTED, PRECEDENCE, *AUTO_REPLY, APPLE_UNSUBSCRIBE, *LIST)  # what the classifier reads before the body
+FETCHED = (*THREADING, *SENDERS, *RECIPIENTS, *IDENTITY, *REPORT, *AUTOMATIC)  # what the poller reads of every new message
+
+
+def is_automatic_value(value: str | None) -> bool:
+    """An Auto-Submitted or auto-reply header's value that says a machine sent the message."""
+    return value is not None and value.split(";", 1)[0].strip().lower() != "no"
