@@ -24,7 +24,7 @@ from outreach.clock import Clock, SystemClock
 from outreach.config import MailboxConfig, Settings
 from outreach.context import lead_context, mailbox_context, person_context
 from outreach.db.batch import insert_rows
-from outreach.db.models import Enrollment, Event, Lead, Mailbox, Message, Person, SequenceVersion, Suppression
+from outreach.db.models import Enrollment, Event, Lead, Mailbox, Person, SequenceVersion, Suppression
 from outreach.db.session import ensure_schema, make_engine, session_factory, transaction
 from outreach.errors import ConfigError, Conflict, InputError, Location, NotFound, Problem, SequenceError, TemplateError
 from outreach.mail.imap import MailStore
