@@ -68,6 +68,7 @@ from outreach.logs import outage
 from outreach.mail.compose import Party, compose
 from outreach.mail.subjects import reply_subject
 from outreach.mail.templates import Rendered
+from outreach.mail.bounce_reasons import Effect, refusal_reason
 from outreach.mail.transport import PermanentFailure, RecipientRefused, TemporaryFailure
 from outreach.sequences import engine as eng
 from outreach.service import App, event_values, record, suppress
@@ -675,16 +676,31 @@ def _retry(app: App, session: Session, message: Message, now: dt.datetime, error
 
 
 def _bounce(app: App, session: Session, message: Message, now: dt.datetime, exc: RecipientRefused) -> Outcome:
+    """The server refused the recipient at send time. As with a bounce report, its reason decides,
+    not its first digit: a dead address is suppressed and the lead's sequence stops; a refusal about
+    us (a block list, our domain's authentication, a policy) keeps the lead and holds its sequence on
+    a task for the owner; a mailbox that cannot take mail now fails this step only."""
+    from outreach.poller import refused  # the inbound path opens the same task for a report's refusal
+
     enrollment = message.enrollment
     assert enrollment is not None
+    seq = app.definition(enrollment)
+    reply = f"{exc.code or ''} {exc.reply}".strip()
+    reason = refusal_reason(exc.code, exc.reply, exc.recipient)
+    effect = seq.bounce_effect(reason, permanent=True)
     message.status = "failed"
     message.sent_at = None
     message.error = str(exc)
-    app.feed(session, enrollment, eng.Bounced(at=now, hard=True))
-    seq = app.definition(enrollment)
-    if seq.on_bounce == "suppress":
-        suppress(session, exc.recipient.lower(), "bounce", f"{exc.code} {exc.reply}", now)
-    _log_event(session, message, now, "bounce", f"hard bounce at SMTP time: {exc.code} {exc.reply}", code=exc.code)
+    if effect is Effect.SUPPRESS:
+        app.feed(session, enrollment, eng.Bounced(at=now, hard=True))
+        if seq.on_bounce == "suppress":
+            suppress(session, exc.recipient.lower(), "bounce", reply, now)
+        _log_event(session, message, now, "bounce", f"refused at send time ({reason.value}): {reply}; the address is suppressed", code=exc.code, cause=reason.value, effect=effect.value)
+    elif effect is Effect.TASK:
+        _log_event(session, message, now, "bounce", f"refused at send time ({reason.value}): {reply}; not the address's fault: the lead stays; a task for the owner", code=exc.code, cause=reason.value, effect=effect.value)
+        refused(app, session, enrollment, enrollment.lead, reason, reply, f"refused:{message.id}", now, message=message.id)
+    else:
+        _log_event(session, message, now, "bounce", f"refused at send time ({reason.value}): {reply}; this step failed, the lead stays", code=exc.code, cause=reason.value, effect=effect.value)
     return Outcome.BOUNCED
 
 

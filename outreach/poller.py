@@ -583,18 +583,22 @@ def _bounced(app: App, session: Session, row: InboundMail, found: inb.Classifica
 
 def _refused(app: App, session: Session, row: InboundMail, found: inb.Classification, match: Match, reason: Reason, at: dt.datetime) -> None:
     """The owner gets a task to look at why the lead's server refused our email; the lead's sequence waits for it."""
-    lead = match.lead
-    key = f"bounce:{row.id}"
+    refused(app, session, match.enrollment, match.lead, reason, f"{found.status or ''} {found.reason}", f"bounce:{row.id}", at, inbound=row.id)
+
+
+def refused(app: App, session: Session, enrollment: Enrollment | None, lead: Lead, reason: Reason, detail: str, key: str, at: dt.datetime, **data: object) -> None:
+    """A refusal about us (our server, domain or message), whether a report or the server's own
+    answer at send time told of it: a task for the owner, due within the sequence's reply SLA, and
+    the lead's sequence waits for it to be closed. The lead is kept."""
     due = at + dt.timedelta(days=1)
-    if match.enrollment is not None:
-        seq = app.definition(match.enrollment)
-        due = app.enrollment_calendar(session, match.enrollment, seq).after(at, seq.reply_sla, random.Random(row.id))
+    if enrollment is not None:
+        seq = app.definition(enrollment)
+        due = app.enrollment_calendar(session, enrollment, seq).after(at, seq.reply_sla, random.Random(key))
     title = f"Email to {lead.display_name} refused ({reason.value}): check the sending mailbox, then reach them another way"[:300]
-    note = f"{found.status or ''} {found.reason}".strip()[:2000]
-    session.add(Task(enrollment_id=match.enrollment.id if match.enrollment else None, lead_id=lead.id, assignee_id=lead.owner_id, step_key=key, channel="email", title=title, note=note, due_at=due, wait=True, status="open", created_at=at))
-    record(session, match.enrollment, at, "task-opened", title, channel="email", lead_id=lead.id, step=key, inbound=row.id)
-    if match.enrollment is not None and match.enrollment.phase in (eng.Phase.ACTIVE.value, eng.Phase.WAITING.value, eng.Phase.PAUSED.value):
-        app.feed(session, match.enrollment, eng.Refused(at=at, task_key=key))
+    session.add(Task(enrollment_id=enrollment.id if enrollment else None, lead_id=lead.id, assignee_id=lead.owner_id, step_key=key, channel="email", title=title, note=detail.strip()[:2000], due_at=due, wait=True, status="open", created_at=at))
+    record(session, enrollment, at, "task-opened", title, channel="email", lead_id=lead.id, step=key, **data)
+    if enrollment is not None and enrollment.phase in (eng.Phase.ACTIVE.value, eng.Phase.WAITING.value, eng.Phase.PAUSED.value):
+        app.feed(session, enrollment, eng.Refused(at=at, task_key=key))
 
 
 def _soft_bounces_before(session: Session, lead: Lead, row: InboundMail, known: Known | None) -> int:

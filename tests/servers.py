@@ -56,6 +56,7 @@ class Faults:
     temp_fail_share: float = 0.0  # share of MAIL/RCPT commands answered 451 / 421
     drop_share: float = 0.0  # share of DATA commands whose connection is dropped before the reply
     refuse: set[str] = field(default_factory=set)  # recipients answered 550 on RCPT
+    refuse_with: dict[str, str] = field(default_factory=dict)  # recipients answered on RCPT with this reply
     hang_data: float = 0.0  # seconds to stall before answering DATA
     accept_before_hang: bool = False  # with hang_data: the message counts as delivered before the stall
     on_accept: Any = None  # called with (Received) once a message is accepted, before the 250
@@ -90,6 +91,9 @@ class RecordingHandler:
         if address.lower() in self.faults.refuse:
             self.failures.append(f"550 on RCPT {address}")
             return "550 5.1.1 <%s>: Recipient address rejected: User unknown" % address
+        if address.lower() in self.faults.refuse_with:
+            self.failures.append(f"refused on RCPT {address}")
+            return self.faults.refuse_with[address.lower()]
         if self._roll(self.faults.temp_fail_share):
             self.failures.append("451 on RCPT")
             return "451 4.7.1 Greylisted, please try again later"

@@ -283,6 +283,16 @@ def reason_of(status: str | None, diagnostic: str, words: str, domains: tuple[st
     return reason
 
 
+_STATUS_IN_REPLY = re.compile(r"(?<![\d.])[245]\.\d{1,3}\.\d{1,3}(?![\d.])")
+
+
+def refusal_reason(code: int | None, reply: str, recipient: str) -> Reason:
+    """Why a server refused a recipient while we were sending (its reply to RCPT or DATA): read as a
+    report's Diagnostic-Code would be, with the enhanced status the reply carries."""
+    status = _STATUS_IN_REPLY.search(reply)
+    return reason_of(status.group(0) if status else None, f"{code or ''} {reply}".strip(), "", (recipient.rpartition("@")[2],))
+
+
 def _unfolded(text: str) -> str:
     """A multi-line reply as one: '550-5.7.1 ... 550-5.7.1 ...' loses the codes repeated inside it."""
     return _CONTINUATION.sub("", text)

@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import select
 
-from outreach.db.models import Enrollment, Event, Message, Suppression
+from outreach.db.models import Enrollment, Event, Message, Suppression, Task
 from outreach.sequences.calendar import country_holidays
 from tests.pipeline import Pipeline, make_workspace
 from tests.servers import Dovecot, Faults, SmtpServer
@@ -156,6 +156,32 @@ def test_a_refused_recipient_is_a_hard_bounce_and_is_suppressed(pipeline: Pipeli
         assert session.scalars(select(Suppression.reason).where(Suppression.email == "oliver.bennett@bennetthale.example")).one() == "bounce"
         enrollment = session.get(Enrollment, message.enrollment_id)
         assert enrollment is not None and enrollment.phase == "stopped" and enrollment.lead.status == "Closed"
+
+
+BLOCKED = "554 5.7.1 Service unavailable; Client host [203.0.113.9] blocked using zen.spamhaus.org"
+FULL = "552 5.2.2 <{}>: Mailbox full"
+
+
+def test_a_refusal_at_send_time_acts_by_its_reason_not_its_first_digit(pipeline: Pipeline, smtp_server: SmtpServer) -> None:
+    blocked, full = "oliver.bennett@bennetthale.example", "ananya.rao@acme.example"
+    smtp_server.handler.set_faults(Faults(refuse_with={blocked: BLOCKED, full: FULL.format(full)}))
+    enroll_all(pipeline)
+    pipeline.run_until(START + dt.timedelta(days=6))
+    assert not {blocked, full} & set(by_recipient(smtp_server))
+    with pipeline.app.sessions() as session:
+        assert session.scalars(select(Suppression.email)).all() == [], "neither address is dead"
+        refused = session.scalars(select(Message).where(Message.recipient == blocked)).all()
+        assert [m.status for m in refused] == ["failed"], "nothing more goes to the lead while the owner looks"
+        enrollment = session.get(Enrollment, refused[0].enrollment_id)
+        assert enrollment is not None and enrollment.phase == "waiting" and enrollment.lead.status != "Closed"
+        task = session.scalars(select(Task).where(Task.lead_id == enrollment.lead_id, Task.status == "open")).one()
+        assert "refused (blocked)" in task.title and "spamhaus" in task.note
+        lines = session.scalars(select(Event.key_points).where(Event.lead_id == enrollment.lead_id, Event.kind == "bounce")).all()
+        assert len(lines) == 1 and "(blocked)" in lines[0] and "the lead stays" in lines[0]
+        tried = session.scalars(select(Message).where(Message.recipient == full).order_by(Message.id)).all()
+        assert len(tried) >= 2 and {m.status for m in tried} == {"failed"}, "a full mailbox fails each step alone; the next one is tried"
+        assert all("552" in (m.error or "") for m in tried)
+        assert session.get(Enrollment, tried[0].enrollment_id).phase == "active"  # type: ignore[union-attr]
 
 
 def one_mailbox_batch(pipeline: Pipeline, now: dt.datetime) -> list[int]:

@@ -20,6 +20,7 @@ from outreach.mail.bounce_reasons import (
     effect_of,
     parse,
     reason_of,
+    refusal_reason,
     wording_reason,
 )
 from outreach.mail.inbound import Kind, classify
@@ -166,3 +167,16 @@ def test_a_refusal_while_paused_holds_after_the_pause_and_changes_nothing_after_
     assert (held.phase, held.resume_to, held.waiting_for) == (eng.Phase.PAUSED, eng.Phase.WAITING, "bounce:8")
     stopped = eng.apply_event(eng.State.start(AT, seed=1), seq, eng.Unsubscribed(at=AT), _calendar())[0]
     assert eng.apply_event(stopped, seq, eng.Refused(at=AT, task_key="bounce:9"), _calendar()) == (stopped, [])
+
+
+@pytest.mark.parametrize(
+    ("code", "reply", "reason"),
+    [
+        (550, "5.1.1 <x@acme.example>: Recipient address rejected: User unknown", Reason.USER_UNKNOWN),
+        (554, "5.7.1 Service unavailable; Client host [203.0.113.9] blocked using zen.spamhaus.org", Reason.BLOCKED),
+        (552, "5.2.2 <x@acme.example>: Mailbox full", Reason.MAILBOX_FULL),
+        (550, "5.7.26 This mail is unauthenticated, which poses a security risk to the sender and Gmail users", Reason.AUTH_FAILURE),
+    ],
+)
+def test_a_refusal_at_send_time_is_read_like_a_reports_diagnostic(code: int, reply: str, reason: Reason) -> None:
+    assert refusal_reason(code, reply, "x@acme.example") is reason
