@@ -28,6 +28,18 @@ SEQUENCE_CASES = [
     ("task_undefined.yaml", r"task_undefined\.yaml:9:13: .*nickname.*default"),
     ("after_and_at.yaml", r"after_and_at\.yaml:5:\d+: steps\[1\]: a step has 'after' \(from the previous step\) or 'at'"),
     ("both_kinds.yaml", r"both_kinds\.yaml:3:\d+: steps\[0\]: a step has either 'template' \(an email\) or 'task'"),
+    # hostile: input built to exhaust memory, recursion or the calendar
+    ("deep_nesting.yaml", r"deep_nesting\.yaml:2:71: more than 64 levels of nesting; .*flatten"),
+    ("deep_mapping.yaml", r"deep_mapping\.yaml:5:\d+: more than 64 levels of nesting"),
+    ("huge_integer.yaml", r"huge_integer\.yaml:6:12: this value cannot be read \(.*4300 digits.*\); put it in quotes"),
+    ("impossible_date.yaml", r"impossible_date\.yaml:2:14: this value cannot be read \(month must be in 1\.\.12\); put it in quotes"),
+    ("huge_wait.yaml", r"huge_wait\.yaml:6:12: steps\[1\]\.after: '1000000 weeks' is longer than the longest wait, 5 years \(260 weeks\)"),
+    ("huge_number.yaml", r"huge_number\.yaml:6:12: steps\[1\]\.after: '10{26} days' is longer than the longest wait, 5 years \(1826 days\)"),
+    ("business_hours_overflow.yaml", r"business_hours_overflow\.yaml:6:12: steps\[1\]\.after: '99999999 business hours' is longer than the longest wait, 5 years \(43830 business hours\)"),
+    ("business_hours_narrow_window.yaml", r"business_hours_narrow_window\.yaml:7:12: steps\[1\]\.after: 1000 business hours in the window mon 09:00-09:01 takes up to 420000 days, longer than the longest wait, 5 years; shorten it or widen the window"),
+    ("tiny_wait.yaml", r"tiny_wait\.yaml:6:12: steps\[1\]\.after: '0\.0000001 minutes' is shorter than the shortest wait, 0\.5 minutes"),
+    ("zero_repeat.yaml", r"zero_repeat\.yaml:2:9: repeat\.every: 'every 0 minutes' is shorter than the shortest wait, 0\.5 minutes"),
+    ("short_repeat.yaml", r"short_repeat\.yaml:2:9: repeat: every 1 week is shorter than one round of the steps \(up to 10 days\); repeat every 10 days or more"),
 ]
 
 
@@ -39,10 +51,12 @@ def test_a_broken_sequence_is_located_and_changes_nothing(seeded: tuple[Path, st
     lint = run(workspace, "sequences", "lint", db=db)
     assert lint.exit_code == 2, lint.output
     assert re.search(expected, lint.stderr), lint.stderr
+    assert "Traceback" not in lint.output
     # anything that needs the sequences refuses to work on a broken set, and writes nothing
     enroll = run(workspace, "enroll", "bd-client-follow-up", "--lead", "ananya.rao@acme.example", db=db)
     assert enroll.exit_code == 2, enroll.output
     assert re.search(expected, enroll.stderr), enroll.stderr
+    assert "Traceback" not in enroll.output
     assert snapshot(db) == before
 
 
