@@ -842,6 +842,7 @@ def tally(
     team = 0
     per_id: Counter[str] = Counter()
     first: dict[str, float] = {}
+    lead_of: dict[str, str] = {}
     deaths = sorted(kills)
     in_window: list[str] = []
     for at, item in accepted:
@@ -859,6 +860,7 @@ def tally(
             )
             continue
         first.setdefault(key, at)
+        lead_of[key] = rcpt
         row = rows.get(key)
         step = steps.index(row.step) + 1 if row is not None and row.step in steps else 0
         arrivals[rcpt].append(Arrival(at, rcpt, step, mid))
@@ -866,7 +868,9 @@ def tally(
     result = Tally(arrivals, team, in_window=in_window)
     for mid, count in per_id.items():
         if count > 1:
-            result.duplicates.append(f"Message-ID <{mid}> accepted {count} times")
+            after = [death - first[mid] for death in deaths if death >= first[mid]]
+            killed = f"the next SIGKILL came {min(after) * 1000:.0f} ms after its first 250" if after else "no SIGKILL after its first 250"
+            result.duplicates.append(f"{lead_of[mid]}: Message-ID <{mid}> accepted {count} times; {killed}")
     for lead, items in sorted(arrivals.items()):
         items.sort(key=lambda a: a.at)
         result.unmapped += [f"{lead}: {a.message_id} is not in the outbox" for a in items if a.step == 0]

@@ -22,6 +22,7 @@ from flufl.bounce import all_failures
 
 from outreach.mail import bounce_reasons as reasons
 from outreach.mail import inbound_mime as mime
+from outreach.mail import vocabulary
 
 log = logging.getLogger(__name__)
 
@@ -146,13 +147,13 @@ def _feedback_report(msg: Message) -> Report | None:
                 evidence={"detector": "rfc5965", "feedback_type": feedback},
             )
     for attached in (msg, *mime.attached_messages(msg)):  # the complained-of message may be the whole of it
-        reporter = mime.header(attached, "X-HmXmrOriginalRecipient")
+        reporter = mime.header(attached, vocabulary.JMRP_RECIPIENT)
         if reporter:
             return Report(
                 "complaint",
-                recipients=mime.addresses(attached, "X-HmXmrOriginalRecipient") or (reporter.lower(),),
+                recipients=mime.addresses(attached, vocabulary.JMRP_RECIPIENT) or (reporter.lower(),),
                 reason="complaint (Microsoft JMRP)",
-                evidence={"detector": "jmrp", "header": "X-HmXmrOriginalRecipient"},
+                evidence={"detector": "jmrp", "header": vocabulary.JMRP_RECIPIENT},
             )
     return None
 

@@ -95,6 +95,8 @@ def looks_automatic(first: dict[str, str], senders: frozenset[str]) -> bool:
         return True
     if "multipart/report" in first.get("content-type", "").lower() or first.get("return-path", "").strip() == "<>":
         return True
+    if first.get(vocabulary.JMRP_RECIPIENT.lower()):
+        return True  # a complaint in Microsoft's older form: the complained-of message itself
     if any(vocabulary.is_automatic_value(first.get(name)) for name in AUTO_HEADERS):
         return True
     if first.get(_APPLE_UNSUBSCRIBE, "").strip().lower() == "true":

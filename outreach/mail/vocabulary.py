@@ -8,7 +8,8 @@ THREADING = ("Message-ID", "In-Reply-To", "References")
 SENDERS = ("From", "Reply-To")  # who wrote a message that came in
 RECIPIENTS = ("To", "Cc")  # to whom a message we sent went
 IDENTITY = ("Subject", "Date")
-REPORT = ("Content-Type", "Return-Path", "X-Failed-Recipients")  # multipart/report, the null sender of delivery reports, Exim's list of failures
+JMRP_RECIPIENT = "X-HmXmrOriginalRecipient"  # Microsoft's older complaint form: the complained-of message, marked with who complained
+REPORT = ("Content-Type", "Return-Path", "X-Failed-Recipients", JMRP_RECIPIENT)  # multipart/report, the null sender of delivery reports, Exim's list of failures, a bare JMRP complaint
 BODY = ("Content-Transfer-Encoding", "Content-Disposition", "Content-Description")  # describe the body: read with it, not before
 
 AUTO_SUBMITTED = "Auto-Submitted"  # RFC 3834: anything but "no" is a machine's

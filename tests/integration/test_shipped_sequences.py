@@ -195,6 +195,17 @@ def _lines(text: str) -> list[str]:
     return text.strip().splitlines()
 
 
+def _history(pipe: Pipeline, lead: str) -> str:
+    """The lead's outbox rows and record, for a failure's message."""
+    with pipe.app.sessions() as session:
+        rows = session.scalars(select(Message).where(Message.recipient == lead).order_by(Message.id)).all()
+        lines = [f"  message {m.id} {m.step_key} {m.status} planned {m.planned_at} not_before {m.not_before} sent {m.sent_at} attempts {m.attempts} {m.error or ''}" for m in rows]
+        lead_id = rows[0].lead_id if rows else None
+        events = session.scalars(select(Event).where(Event.lead_id == lead_id).order_by(Event.at, Event.id)).all()
+        lines += [f"  {e.at} {e.kind}: {e.key_points}" for e in events]
+    return "\n".join(lines)
+
+
 def _check_emails(pipe: Pipeline, sequence: str, lead: str, sent: list[Sent], expected: tuple[Email, ...]) -> None:
     """In order, on time, with the right templates, and threaded: each email after the first in its
     thread answers the one before it."""
@@ -203,7 +214,8 @@ def _check_emails(pipe: Pipeline, sequence: str, lead: str, sent: list[Sent], ex
     for s, e in zip(sent, expected, strict=True):
         msg, what = s.email, f"{sequence}, {s.step_key} to {lead}"
         low, high = e.days
-        assert dt.timedelta(days=low) <= msg["Date"].datetime - START <= dt.timedelta(days=high), f"{what}: sent {msg['Date']}"
+        if not dt.timedelta(days=low) <= msg["Date"].datetime - START <= dt.timedelta(days=high):
+            pytest.fail(f"{what}: sent {msg['Date']}, not {low}-{high} days after {START:%a %d %b %H:%M} UTC\n{_history(pipe, lead)}")
         preview = pipe.app.preview(sequence, s.step_key.split("@")[0], lead)
         body = msg.get_body(("plain",))
         assert body is not None and _lines(body.get_content()) == _lines(preview.rendered.text), f"{what}: not {e.template}'s text"

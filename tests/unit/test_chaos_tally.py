@@ -26,5 +26,6 @@ def test_a_repeat_right_after_a_kill_is_the_gap_and_any_other_is_a_duplicate() -
     assert near.clean and len(near.in_window) == 1 and near.duplicates == []
     far = tally(accepted, _rows(), [LEAD], STEPS, {}, 10.0, kills=[101.0], window=0.25)
     assert not far.clean and far.in_window == [] and len(far.duplicates) == 1
+    assert far.duplicates[0].startswith(f"{LEAD}: ") and far.duplicates[0].endswith("the next SIGKILL came 1000 ms after its first 250")
     before = tally(accepted, _rows(), [LEAD], STEPS, {}, 10.0, kills=[99.9], window=0.25)  # a kill before the 250 explains nothing
     assert len(before.duplicates) == 1
