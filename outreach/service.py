@@ -255,7 +255,8 @@ class App:
         elif seq.holidays:
             holidays = country_holidays(seq.holidays)
         window = seq.window.build()
-        return BusinessCalendar(tz=zone(name), window=window, holidays=holidays) if holidays else BusinessCalendar(tz=zone(name), window=window)
+        # `is not None`: a holiday calendar is a dict that fills in a year the first time a day of it is looked up, so it is empty (false) until then
+        return BusinessCalendar(tz=zone(name), window=window, holidays=holidays) if holidays is not None else BusinessCalendar(tz=zone(name), window=window)
 
     def mailbox_for(self, session: Session, seq: Sequence, lead: Lead, seed: int) -> Mailbox | None:
         pool = seq.pools

@@ -65,7 +65,7 @@ STORIES = {
     "aftercare-feedback": Story(
         emails=(
             Email("thank-you", "aftercare_thank_you", 1, (0, 1)),
-            Email("feedback-request", "feedback_request", 1, (1, 2)),
+            Email("feedback-request", "feedback_request", 1, (2, 3)),  # a day after Monday's thank-you is Tue 24 Nov, an Indian holiday
             Email("feedback-reminder", "feedback_reminder", 1, (6, 10)),
         ),
         days=21,
