@@ -578,12 +578,7 @@ def _bounced(app: App, session: Session, row: InboundMail, found: inb.Classifica
         app.feed_lead(session, lead, eng.Bounced(at=received, hard=True), running=running)
         _suppress(app, session, lead.email, "bounce", f"{found.status or ''} {found.reason}".strip(), received, match, known=known)
     elif effect is Effect.TASK:
-        _refused(app, session, row, found, match, reason, received)
-
-
-def _refused(app: App, session: Session, row: InboundMail, found: inb.Classification, match: Match, reason: Reason, at: dt.datetime) -> None:
-    """The owner gets a task to look at why the lead's server refused our email; the lead's sequence waits for it."""
-    refused(app, session, match.enrollment, match.lead, reason, f"{found.status or ''} {found.reason}", f"bounce:{row.id}", at, inbound=row.id)
+        refused(app, session, match.enrollment, lead, reason, f"{found.status or ''} {found.reason}", f"bounce:{row.id}", received, inbound=row.id)
 
 
 def refused(app: App, session: Session, enrollment: Enrollment | None, lead: Lead, reason: Reason, detail: str, key: str, at: dt.datetime, **data: object) -> None:

@@ -202,3 +202,8 @@ def corpus2_cases() -> list[Labelled]:
                 recipients = tuple(a for a in row["recipients"].split(";") if a)
                 cases.append(Labelled(project, f"{project}/{row['path']}", CORPUS2 / project / row["path"], kind, recipients, permanent, row["status"], reasons, row["note"]))
     return cases
+
+
+def share(hits: int, total: int) -> float:
+    """hits / total, 1.0 for nothing to count (a class with no cases is not a failing class)."""
+    return hits / total if total else 1.0

@@ -116,7 +116,7 @@ def _cases() -> list[Case]:
 
 
 @pytest.fixture(scope="module")
-def seeded(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+def seeded_once(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     """The workspace and one SQLite database with its leads imported and enrolled, for every case."""
     base = tmp_path_factory.mktemp("seeded")
     workspace = base / "workspace"
@@ -204,8 +204,8 @@ def _invoke(setup: Setup, args: list[str]) -> Result:
 
 
 @pytest.mark.parametrize("case", _cases(), ids=lambda case: case.name)
-def test_no_command_takes_broken_input_with_a_traceback(case: Case, seeded: tuple[Path, str], tmp_path: Path) -> None:
-    _, good_db = seeded
+def test_no_command_takes_broken_input_with_a_traceback(case: Case, seeded_once: tuple[Path, str], tmp_path: Path) -> None:
+    _, good_db = seeded_once
     setup = _apply(case, tmp_path, good_db)
     before = snapshot(good_db)
     ran, wrong = 0, []

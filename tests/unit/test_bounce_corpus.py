@@ -41,10 +41,6 @@ def runs() -> Runs:
     return Runs(sisimai, second)
 
 
-def _share(hits: int, total: int) -> float:
-    return hits / total if total else 1.0
-
-
 def _suppresses(found: Classification) -> bool:
     return effect_of(parse(found.cause), permanent=bool(found.hard)) is Effect.SUPPRESS
 
@@ -69,7 +65,7 @@ def _per_reason(pairs: Sequence[tuple[str, str | None]]) -> list[str]:
     right = Counter(_expected(e) for e, g in pairs if _agrees(e, g))
     lines = [f"  {'reason':<16}{'expected':>9}{'found':>7}{'right':>7}{'precision':>11}{'recall':>8}"]
     for reason in sorted(set(expected) | set(found)):
-        lines.append(f"  {reason:<16}{expected[reason]:>9}{found[reason]:>7}{right[reason]:>7}{_share(right[reason], found[reason]):>11.1%}{_share(right[reason], expected[reason]):>8.1%}")
+        lines.append(f"  {reason:<16}{expected[reason]:>9}{found[reason]:>7}{right[reason]:>7}{corpus.share(right[reason], found[reason]):>11.1%}{corpus.share(right[reason], expected[reason]):>8.1%}")
     return lines
 
 
@@ -82,10 +78,10 @@ def _table(runs: Runs) -> str:
     bounces = _sisimai_bounces(runs)
     pairs = [(c.reason or "", g.cause) for c, g in bounces]
     agree = sum(1 for e, g in pairs if _agrees(e, g))
-    lines.append(f"sisimai: reason of {len(bounces)} detected bounces agrees with sisimai's: {agree} ({_share(agree, len(bounces)):.1%})")
+    lines.append(f"sisimai: reason of {len(bounces)} detected bounces agrees with sisimai's: {agree} ({corpus.share(agree, len(bounces)):.1%})")
     lines += _per_reason(pairs)
     right = sum(1 for c, g in bounces if _suppresses(g) == c.suppress)
-    lines.append(f"sisimai: suppress or not right: {right}/{len(bounces)} ({_share(right, len(bounces)):.1%})")
+    lines.append(f"sisimai: suppress or not right: {right}/{len(bounces)} ({corpus.share(right, len(bounces)):.1%})")
     for project in corpus.PROJECTS:
         cases = [(c, g) for c, g in runs.second if c.project == project]
         lines.append(f"{project}: {len(cases)} messages")
@@ -96,11 +92,11 @@ def _table(runs: Runs) -> str:
             found = sum(1 for c, g in cases if (g.kind is kind if kind else g.kind not in (Kind.BOUNCE, Kind.COMPLAINT, Kind.DELIVERY_NOTICE)))
             hits = sum(1 for c, g in cases if c.kind is kind and _second_kind(c, g))
             if expected or found:
-                lines.append(f"  {name:<16}{expected:>9}{found:>7}{hits:>7}{_share(hits, found):>11.1%}{_share(hits, expected):>8.1%}")
+                lines.append(f"  {name:<16}{expected:>9}{found:>7}{hits:>7}{corpus.share(hits, found):>11.1%}{corpus.share(hits, expected):>8.1%}")
         reasoned = [(c, g) for c, g in cases if c.reasons and g.kind is Kind.BOUNCE]
         if reasoned:
             agree = sum(1 for c, g in reasoned if g.cause in c.reasons)
-            lines.append(f"  reason agrees with the project's: {agree}/{len(reasoned)} ({_share(agree, len(reasoned)):.1%})")
+            lines.append(f"  reason agrees with the project's: {agree}/{len(reasoned)} ({corpus.share(agree, len(reasoned)):.1%})")
     constructed = [(next(iter(c.reasons)), g.cause) for c, g in runs.second if c.project == "constructed" and c.reasons]
     lines.append("constructed: per reason")
     lines += _per_reason(constructed)
@@ -113,33 +109,33 @@ def test_bounces_are_detected(runs: Runs, capsys: pytest.CaptureFixture[str]) ->
     with capsys.disabled():
         print("\n" + _table(runs))
     first = [(c, g) for c, g in runs.sisimai if c.expected is Kind.BOUNCE]
-    assert _share(sum(1 for _, g in first if g.kind is Kind.BOUNCE), len(first)) >= DETECTION
+    assert corpus.share(sum(1 for _, g in first if g.kind is Kind.BOUNCE), len(first)) >= DETECTION
     second = [(c, g) for c, g in runs.second if c.kind is Kind.BOUNCE]
-    assert _share(sum(1 for _, g in second if g.kind is Kind.BOUNCE), len(second)) >= DETECTION
+    assert corpus.share(sum(1 for _, g in second if g.kind is Kind.BOUNCE), len(second)) >= DETECTION
     taken = [(c, g) for c, g in runs.second if g.kind is Kind.BOUNCE]
-    assert _share(sum(1 for c, _ in taken if c.kind is Kind.BOUNCE), len(taken)) >= DETECTION, "precision"
+    assert corpus.share(sum(1 for c, _ in taken if c.kind is Kind.BOUNCE), len(taken)) >= DETECTION, "precision"
 
 
 def test_the_reason_agrees_with_the_source_projects(runs: Runs) -> None:
     bounces = _sisimai_bounces(runs)
-    assert _share(sum(1 for c, g in bounces if _agrees(c.reason or "", g.cause)), len(bounces)) >= REASON_SISIMAI
+    assert corpus.share(sum(1 for c, g in bounces if _agrees(c.reason or "", g.cause)), len(bounces)) >= REASON_SISIMAI
     reasoned = [(c, g) for c, g in runs.second if c.reasons and g.kind is Kind.BOUNCE]
-    assert _share(sum(1 for c, g in reasoned if g.cause in c.reasons), len(reasoned)) >= REASON_CORPUS2
+    assert corpus.share(sum(1 for c, g in reasoned if g.cause in c.reasons), len(reasoned)) >= REASON_CORPUS2
     constructed = [(c, g) for c, g in reasoned if c.project == "constructed"]
     assert [(c.name, g.cause) for c, g in constructed if g.cause not in c.reasons] == []
 
 
 def test_suppress_or_not(runs: Runs) -> None:
     bounces = _sisimai_bounces(runs)
-    assert _share(sum(1 for c, g in bounces if _suppresses(g) == c.suppress), len(bounces)) >= SUPPRESS
+    assert corpus.share(sum(1 for c, g in bounces if _suppresses(g) == c.suppress), len(bounces)) >= SUPPRESS
     known = [(c, g) for c, g in runs.second if c.suppress is not None and g.kind is Kind.BOUNCE]
-    assert _share(sum(1 for c, g in known if _suppresses(g) == c.suppress), len(known)) >= SUPPRESS_CORPUS2
+    assert corpus.share(sum(1 for c, g in known if _suppresses(g) == c.suppress), len(known)) >= SUPPRESS_CORPUS2
 
 
 def test_failed_recipients_of_the_second_corpus(runs: Runs) -> None:
     stated = [(c, g) for c, g in runs.second if c.recipients and g.kind is c.kind]
     right = sum(1 for c, g in stated if set(g.recipients) == set(c.recipients))
-    assert _share(right, len(stated)) >= 0.98
+    assert corpus.share(right, len(stated)) >= 0.98
     for case, found in runs.second:
         if case.project == "constructed" and case.recipients:
             assert found.recipients == case.recipients, case.name

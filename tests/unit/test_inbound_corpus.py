@@ -34,15 +34,11 @@ def run() -> Run:
     return Run(results, time.perf_counter() - start)
 
 
-def _share(hits: int, total: int) -> float:
-    return hits / total if total else 1.0
-
-
 def _precision_recall(results: Sequence[Result], kind: Kind) -> tuple[int, int, int, float, float]:
     expected = sum(1 for case, _ in results if case.expected is kind)
     found = sum(1 for _, got in results if got.kind is kind)
     right = sum(1 for case, got in results if case.expected is kind and got.kind is kind)
-    return expected, found, right, _share(right, found), _share(right, expected)
+    return expected, found, right, corpus.share(right, found), corpus.share(right, expected)
 
 
 def _scored_bounces(results: Sequence[Result]) -> list[Result]:
@@ -82,10 +78,10 @@ def _table(run: Run) -> str:
     scored = _scored_bounces(results)
     hard_right = _count(scored, lambda c, g: g.hard == c.hard)
     lines.append(f"hard/soft right among detected, labelled bounces: {hard_right}/{len(scored)} "
-                 f"({_share(hard_right, len(scored)):.1%})")
+                 f"({corpus.share(hard_right, len(scored)):.1%})")
     texts = [(c, g) for c, g in results if c.new_text is not None]
     exact = _count(texts, lambda c, g: _normalise(g.new_text) == _normalise(c.new_text or ""))
-    lines.append(f"reply new text equal to the expected one: {exact}/{len(texts)} ({_share(exact, len(texts)):.1%})")
+    lines.append(f"reply new text equal to the expected one: {exact}/{len(texts)} ({corpus.share(exact, len(texts)):.1%})")
     overridden = [c for c, _ in results if c.note]
     lines.append(f"cases expected otherwise than their label says, or unlabelled: {len(overridden)} (see tests/corpus.py)")
     wrong = [f"  {c.name}: expected {c.expected.value}, got {g.kind.value} ({g.reason[:60]})"
@@ -106,7 +102,7 @@ def test_each_class_meets_its_target(run: Run, capsys: pytest.CaptureFixture[str
         assert precision >= 0.97, kind
         assert recall >= 0.97, kind
     scored = _scored_bounces(results)
-    assert _share(_count(scored, lambda c, g: g.hard == c.hard), len(scored)) >= 0.95
+    assert corpus.share(_count(scored, lambda c, g: g.hard == c.hard), len(scored)) >= 0.95
 
 
 def test_bounces_are_never_taken_for_answers(run: Run) -> None:
@@ -119,8 +115,8 @@ def test_failed_recipients_of_bounces(run: Run) -> None:
     bounces = [(c, g) for c, g in run.results if c.expected is Kind.BOUNCE and g.kind is Kind.BOUNCE and c.recipients]
     with_any = _count(bounces, lambda c, g: bool(g.recipients))
     as_many = _count(bounces, lambda c, g: len(g.recipients) == c.recipients)
-    assert _share(with_any, len(bounces)) >= 0.97
-    assert _share(as_many, len(bounces)) >= 0.90
+    assert corpus.share(with_any, len(bounces)) >= 0.97
+    assert corpus.share(as_many, len(bounces)) >= 0.90
     for case, got in bounces:
         text = _all_text(case.raw())
         for address in got.recipients:
@@ -131,7 +127,7 @@ def test_failed_recipients_of_bounces(run: Run) -> None:
 def test_new_text_of_replies(run: Run) -> None:
     texts = [(c, g) for c, g in run.results if c.new_text is not None]
     exact = _count(texts, lambda c, g: _normalise(g.new_text) == _normalise(c.new_text or ""))
-    assert _share(exact, len(texts)) >= 0.95
+    assert corpus.share(exact, len(texts)) >= 0.95
 
 
 def test_talon_reply_texts_start_with_the_new_text(run: Run) -> None:

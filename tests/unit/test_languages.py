@@ -18,6 +18,7 @@ import yaml
 
 from outreach.mail import subjects
 from outreach.mail.inbound import Classification, Kind, classify
+from tests import corpus
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "languages"
 RECEIVED = dt.datetime(2024, 12, 5, 9, 0, tzinfo=dt.UTC)  # a Thursday
@@ -83,15 +84,11 @@ def run() -> Run:
     return Run(results, time.perf_counter() - start)
 
 
-def _share(hits: int, total: int) -> float:
-    return hits / total if total else 1.0
-
-
 def _scores(run: Run, kind: Kind, cases: list[Case] = CASES) -> tuple[int, int, int, float, float]:
     expected = sum(1 for case in cases if case.kind is kind)
     found = sum(1 for case in cases if run.results[case.id].kind is kind)
     right = sum(1 for case in cases if case.kind is kind and run.results[case.id].kind is kind)
-    return expected, found, right, _share(right, found), _share(right, expected)
+    return expected, found, right, corpus.share(right, found), corpus.share(right, expected)
 
 
 def _dated(run: Run) -> tuple[int, int]:
@@ -108,7 +105,7 @@ def _table(run: Run) -> str:
         expected, found, right, precision, recall = _scores(run, kind)
         lines.append(f"{kind.value:<14}{expected:>9}{found:>7}{right:>7}{precision:>11.1%}{recall:>8.1%}")
     right, stated = _dated(run)
-    lines.append(f"return dates right among the notices that state one: {right}/{stated} ({_share(right, stated):.1%})")
+    lines.append(f"return dates right among the notices that state one: {right}/{stated} ({corpus.share(right, stated):.1%})")
     lines.append("by language: " + ", ".join(
         f"{code} {sum(1 for c in CASES if c.language == code and run.results[c.id].kind is c.kind)}/"
         f"{sum(1 for c in CASES if c.language == code)}" for code in languages))
@@ -132,7 +129,7 @@ def test_each_class_meets_its_target(run: Run, capsys: pytest.CaptureFixture[str
     assert precision == 1.0
     assert recall >= 0.95
     right, stated = _dated(run)
-    assert _share(right, stated) >= 0.95
+    assert corpus.share(right, stated) >= 0.95
 
 
 def test_every_language_has_each_kind_of_case() -> None:
