@@ -18,6 +18,7 @@ from outreach.mail.bounce_reasons import (
     Effect,
     Reason,
     effect_of,
+    from_gateway,
     parse,
     reason_of,
     refusal_reason,
@@ -92,6 +93,67 @@ def test_a_user_unknown_answered_to_the_text_is_a_filter_unless_a_code_confirms_
     assert reason_of("5.1.1", "550 5.1.1 Unknown user a@b.example", transcript.replace("550 ", "550 5.1.1 ")) is Reason.USER_UNKNOWN
     at_rcpt = "... while talking to mx.b.example.:\n>>> RCPT To:<a@b.example>\n<<< 550 Unknown user a@b.example\n"
     assert reason_of("5.0.0", "550 Unknown user a@b.example", at_rcpt) is Reason.USER_UNKNOWN
+
+
+def test_a_user_unknown_under_a_mailbox_or_security_status_is_a_filter_unless_it_answered_rcpt() -> None:
+    """x.2.1 says the mailbox exists and x.7.1 that delivery was not authorised: neither is a missing address."""
+    assert reason_of("5.2.1", "550 5.2.1 <a@b.example>... User Unknown", "") is Reason.FILTERED
+    assert reason_of("5.7.1", "550 5.7.1 550 User Unknown: a@b.example", "") is Reason.FILTERED
+    in_reply = "<a@b.example>: host mx.b.example said: 550 5.2.1 <a@b.example>... User Unknown (in reply to RCPT TO command)"
+    assert reason_of("5.2.1", in_reply, in_reply) is Reason.USER_UNKNOWN
+    exim = "SMTP error from remote server after RCPT command:\nhost: mx.b.example\n5.2.1 <a@b.example>... User Unknown"
+    assert reason_of("5.2.1", "5.2.1 <a@b.example>... User Unknown", exim) is Reason.USER_UNKNOWN
+
+
+def test_a_filtering_gateways_user_unknown_is_its_filter_unless_a_status_says_the_address_is_bad() -> None:
+    report = "<a@b.example>   (Unknown user a@b.example)"
+    assert reason_of("5.0.0", "550 Unknown user a@b.example", report, gateway=True) is Reason.FILTERED
+    assert reason_of("5.1.1", "550 5.1.1 Unknown user a@b.example", report, gateway=True) is Reason.USER_UNKNOWN
+    assert reason_of("5.0.0", "550 Unknown user a@b.example", report) is Reason.USER_UNKNOWN
+
+
+@pytest.mark.parametrize(
+    ("headers", "gateway"),
+    [
+        ({"X-NAI-Header": ["Modified by McAfee Email Gateway"]}, True),
+        ({"X-Mailer": ["m-FILTER"]}, True),
+        ({"X-Mailer": ["SurfControl E-mail Filter"]}, True),
+        ({"X-AHMailID": ["00000000"]}, True),
+        ({"Received": ["from mx.b.example by relay.b.example (MAILFOUNDRY) id 1"]}, True),
+        ({"From": ['"Mail Delivery System" <MAILER-DAEMON@0001.mxlogic.net>']}, True),
+        ({"X-Mailer": ["Postfix"], "From": ["MAILER-DAEMON@mx.b.example"]}, False),
+    ],
+)
+def test_a_filtering_gateway_is_known_by_a_header_it_adds(headers: dict[str, list[str]], gateway: bool) -> None:
+    assert from_gateway(headers.get) is gateway
+
+
+def test_a_refusal_of_our_sender_address_is_rejected_whatever_it_says_does_not_exist() -> None:
+    words = "SMTP error from remote mail server after MAIL FROM:<me@ours.example> SIZE=1022:\n553 5.1.0 ours.example does not exist"
+    assert reason_of("5.1.0", "553 5.1.0 ours.example does not exist", words) is Reason.REJECTED
+    after_data = words.replace("after MAIL FROM:<me@ours.example> SIZE=1022", "after end of data")
+    assert reason_of(None, "553 b.example does not exist", after_data) is Reason.HOST_UNKNOWN
+
+
+def test_the_first_line_of_a_diagnostic_speaks_for_the_first_recipient() -> None:
+    two = "a@b.example: 550 5.1.1 <a@b.example>: Recipient address rejected: User unknown\nc@b.example: 552 5.2.2 <c@b.example>: Mailbox full"
+    assert reason_of("5.0.0", two, "") is Reason.USER_UNKNOWN
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("User some.name (a@b.example) not listed in Domino Directory", Reason.USER_UNKNOWN),  # 'not listed' is no block list
+        ("User  not listed in public Name & Address Book", Reason.USER_UNKNOWN),
+        ("The recipient name is not recognized", Reason.USER_UNKNOWN),
+        ("Invalid final delivery userid: a@b.example", Reason.USER_UNKNOWN),
+        ("DNS lookup failure: host mx.b.example not found", Reason.HOST_UNKNOWN),
+        ("The account or domain may not exist, they may be blacklisted, or missing the proper dns entries.", Reason.HOST_UNKNOWN),  # a guess is no block
+        ("Original-recipient: rfc822;a@b.example\nDiagnostic-code: smtp; 550 5.7.1 550 User Unknown", Reason.USER_UNKNOWN),  # a DSN's address type is no RFC
+    ],
+)
+def test_wording(text: str, expected: Reason) -> None:
+    assert wording_reason(text) is expected
 
 
 def test_a_group_that_refuses_our_post_is_a_refusal_of_our_sender() -> None:
