@@ -95,10 +95,10 @@ RULES: tuple[Rule, ...] = (
     Rule(Reason.VIRUS_DETECTED, _X,
          wording=r"\bvirus|malware|\binfected\b|\bworm\b|trojan"),
     Rule(Reason.BLOCKED, _X, ("x.7.1", "5.7.606", "5.7.607", "5.7.608", "4.7.0"), ("571",),
-         wording=r"blocked (using|by|for abuse|- see)|\bblock ?list|(?<!may be )black ?list(ed)?(?! (url|link))|\bdnsbl\b|\brbl\b|spamhaus|spamcop|\bsorbs\b|abuseat"
+         wording=r"blocked (using|by|for abuse|- see)|\bblock ?list|(?<!may be )black ?list(ed)?\b(?! (url|link))|\bdnsbl\b|\brbl\b|spamhaus|spamcop|\bsorbs\b|abuseat"
          r"|barracudacentral|(?<!not )listed (in|on|at|by)\b|banned sending ip|refused to talk to me|client host( \[[^\]]*\])? (rejected|blocked)"
          r"|use the smtp server of your isp|on our block list|unwanted messages have been sent|invalid ip for sending|not accepting connections"
-         r"|may not be mail exchanger|\bblocked\b.{0,20}\bip\b|service refuse|source bloquee"),
+         r"|may not be mail exchanger|which is an open relay|no access from mail server|\bblocked\b.{0,20}\bip\b|service refuse|source bloquee"),
     Rule(Reason.SPAM_DETECTED, _X,
          wording=r"\bspam(?!haus|cop)|\bUBE\b|\bUCE\b|junk mail|blacklisted (url|link)|\buribl\b|\bsurbl\b|message content rejected|content rejected"
          r"|mail rejete|bulk mail|unsolicited"),
@@ -122,7 +122,7 @@ RULES: tuple[Rule, ...] = (
          vague=r"\baccess denied\b|^\s*5\d\d[ -](\d\.\d\.\d+ )?rejected\b",
          hosts=r"(^|\.)googlegroups\.com$"),
     Rule(Reason.FILTERED, _X,
-         wording=r"domain filter|recipient preferences|message filtered|^\s*550\s*:\s*:?\s*user unknown"),
+         wording=r"domain filter|recipient preferences|message filtered|(^|->)\s*550\s*:\s*:?\s*user unknown"),
     Rule(Reason.EXCEED_LIMIT, _X, ("x.2.3",),
          wording=r"message length exceeds|exceeds? (the )?(size )?limit set by (the )?recipient|recipsizelimit|too large for this recipient|exceeds fixed maximum"),
     Rule(Reason.MESG_TOO_BIG, _X, ("x.3.4",), ("534",),
@@ -147,7 +147,7 @@ RULES: tuple[Rule, ...] = (
          r"|host not reachable|unable to connect|failing for a long time|aborted after|timed? ?out",
          vague=r"in the queue too long|gave up|giving up(?! on)"),
     Rule(Reason.NETWORK_ERROR, _T, ("x.4.6",),
-         wording=r"dns error|name server reply|dns query failed|too many hops|hop count|routing loop|mail loop|loops back to myself|lost connection"
+         wording=r"dns error|name server reply|dns query failed|(host )?name lookup failure|too many hops|hop count|routing loop|mail loop|loops back to myself|lost connection"
          r"|connection (reset|refused)|network is unreachable|no route to host"),
     Rule(Reason.HOST_UNKNOWN, _S, ("x.1.2", "x.4.4"),
          wording=r"host unknown|unknown host|domain (name )?(not found|does not exist|doesn't exist|unknown|is invalid|is not reachable)|no such domain"
@@ -189,6 +189,13 @@ _REPLY = re.compile(r"(?<![\w.\-/])([45][0-5]\d)(?=[\s\-,;:]|$)(?![\-:.]\d)", re
 _COMMAND = re.compile(r"^\s*>>> ?(\w+)", re.MULTILINE)
 _DATA_AFTER = re.compile(r"^[^\n]*\n?[^\n]*in reply to (end of )?data|^[^\n]*\(data\)", re.IGNORECASE)
 _DATA_BEFORE = re.compile(r"after (end of )?data\b|for text command", re.IGNORECASE)
+# Under PIPELINING the replies to RCPT arrive after DATA was sent: a transcript's "user unknown" after
+# ">>> DATA" that the next replies show as a recipient's ("no valid recipients", sendmail's own
+# "5.1.1 ... User unknown" for it) answered RCPT.
+_PIPELINED = re.compile(r"no valid recipients|^\s*5\d\d[ -]5\.1\.1 [^\n]*user unknown", re.IGNORECASE | re.MULTILINE)
+# Wording only the mailbox's own store uses, never a filter, wherever it is said: Yahoo refuses an
+# unknown recipient after DATA with it.
+_STORE_SAYS = re.compile(r"this user doesn'?t have an? [\w.-]+ account", re.IGNORECASE)
 _RCPT_AFTER = re.compile(r"^[^\n]*\n?[^\n]*(in reply to rcpt to|\[rcpt_to\]|\(rcpt\))", re.IGNORECASE)
 _RCPT_BEFORE = re.compile(r"after rcpt\b|did not like our rcpt to|in reply to rcpt to", re.IGNORECASE)
 # Statuses under which a "user unknown" is a filter's refusal, unless it answered RCPT: x.2.0 and
@@ -214,9 +221,12 @@ FILTERING_GATEWAYS: tuple[tuple[str, str], ...] = (
 _AT_CONNECT = re.compile(r"after (initial connection|ehlo|helo)|refused to talk to me|my name was rejected", re.IGNORECASE)
 _AT_SENDER = re.compile(r"after mail from", re.IGNORECASE)
 # A refusal of MAIL FROM is about our sender address, whatever it says of an address or domain that
-# "does not exist" (the recipient is not named until RCPT).
-_STAGE = re.compile(r"after (mail from|rcpt|end of data|data|initial connection|ehlo|helo)\b|^\s*>>> ?(mail|rcpt|data|ehlo|helo)\b", re.IGNORECASE | re.MULTILINE)
+# "does not exist" (the recipient is not named until RCPT), and so is a bare "not authorised" status
+# (x.7.1) given to it. A refusal there for size or wording that names another cause keeps it.
+_STAGE = re.compile(r"(?:after|in reply to) (mail from|rcpt|end of data|data|initial connection|ehlo|helo)\b|^\s*>>> ?(mail|rcpt|data|ehlo|helo)\b"
+                    r"|but (sender) was rejected", re.IGNORECASE | re.MULTILINE)
 _ABOUT_THE_ADDRESS = frozenset({Reason.USER_UNKNOWN, Reason.HOST_UNKNOWN, Reason.HAS_MOVED, Reason.FILTERED})
+_NOT_AUTHORISED = frozenset({Reason.BLOCKED, Reason.SECURITY_ERROR})
 
 
 def parse(value: str | None) -> Reason:
@@ -316,7 +326,7 @@ def reason_of(status: str | None, diagnostic: str, words: str, domains: tuple[st
         or reply_reason(f"{diagnostic}\n{words}")
         or Reason.UNDEFINED
     )
-    if reason in _ABOUT_THE_ADDRESS and _first_stage(f"{words}\n{diagnostic}") == "MAIL":
+    if (reason in _ABOUT_THE_ADDRESS or (reason is coded and reason in _NOT_AUTHORISED)) and _first_stage(f"{words}\n{diagnostic}") in ("MAIL", "SENDER"):
         return Reason.REJECTED
     if reason is Reason.USER_UNKNOWN and coded is not Reason.USER_UNKNOWN:
         answered = _answered(diagnostic) or _answered(words)
@@ -354,7 +364,7 @@ def _first_stage(text: str) -> str | None:
     found = _STAGE.search(text)
     if found is None:
         return None
-    return (found.group(1) or found.group(2)).split()[0].upper()
+    return next(g for g in found.groups() if g).split()[0].upper()
 
 
 def _answered(text: str) -> str | None:
@@ -364,6 +374,10 @@ def _answered(text: str) -> str | None:
         before = text[max(0, found.start() - 400) : found.start()]
         after = text[found.end() : found.end() + 200]
         commands = _COMMAND.findall(before)
+        if _STORE_SAYS.search(text[max(0, found.start() - 20) : found.end() + 60]):
+            return "RCPT"
+        if commands and commands[-1].upper() == "DATA" and _PIPELINED.search(text[found.end() : found.end() + 300]):
+            return "RCPT"
         if commands and commands[-1].upper() in ("DATA", "RCPT"):
             return commands[-1].upper()
         if _DATA_AFTER.search(after) or _DATA_BEFORE.search(before[-200:]):

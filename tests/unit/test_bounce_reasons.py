@@ -135,6 +135,31 @@ def test_a_refusal_of_our_sender_address_is_rejected_whatever_it_says_does_not_e
     assert reason_of(None, "553 b.example does not exist", after_data) is Reason.HOST_UNKNOWN
 
 
+def test_a_bare_not_authorised_given_to_mail_from_is_about_our_sender_but_a_size_refusal_stays_one() -> None:
+    postfix = "<a@b.example>: host mx.b.example[192.0.2.1] said: 550\n    5.7.1 Access denied (in reply to MAIL FROM command)"
+    assert reason_of("5.7.1", "550 5.7.1 Access denied", postfix) is Reason.REJECTED
+    qmail = "<a@b.example>:\nConnected to 192.0.2.1 but sender was rejected.\nRemote host said: 550 5.7.1 <me@ours.example>... Access denied"
+    assert reason_of("5.7.1", "Remote host said: 550 5.7.1 <me@ours.example>... Access denied", qmail) is Reason.REJECTED
+    size = ">>> MAIL From:<me@ours.example> SIZE=16600348\n<<< 552 5.2.3 Message size exceeds fixed maximum message size (10485760)"
+    assert reason_of("5.2.3", "552 5.2.3 Message size exceeds fixed maximum message size (10485760)", size) is Reason.EXCEED_LIMIT
+
+
+@pytest.mark.parametrize(
+    "transcript",
+    [
+        ">>> DATA\n<<< 550 5.7.1 <a@b.example>: Recipient address rejected: User unknown\n550 5.1.1 <a@b.example>... User unknown\n<<< 554 5.5.1 Error: no valid recipients",
+        ">>> DATA\n<<< 550 5.0.0 <a@b.example>... User unknown\n550 5.1.1 <a@b.example>... User unknown\n<<< 503 5.0.0 Need RCPT (recipient)",
+    ],
+)
+def test_a_pipelined_refusal_of_rcpt_seen_after_data_is_about_the_address(transcript: str) -> None:
+    assert reason_of("5.0.0", transcript.splitlines()[1][4:], transcript) is Reason.USER_UNKNOWN
+
+
+def test_yahoos_unknown_account_after_data_is_about_the_address() -> None:
+    reply = "554 delivery error: dd This user doesn't have a yahoo.com account (a@yahoo.com) [0] - mta1061.mail.ne1.yahoo.com"
+    assert reason_of("5.0.0", reply, f"... while talking to mta6.am0.yahoodns.net.:\n>>> DATA\n<<< {reply}\n554 5.0.0 Service unavailable") is Reason.USER_UNKNOWN
+
+
 def test_the_first_line_of_a_diagnostic_speaks_for_the_first_recipient() -> None:
     two = "a@b.example: 550 5.1.1 <a@b.example>: Recipient address rejected: User unknown\nc@b.example: 552 5.2.2 <c@b.example>: Mailbox full"
     assert reason_of("5.0.0", two, "") is Reason.USER_UNKNOWN
@@ -150,6 +175,10 @@ def test_the_first_line_of_a_diagnostic_speaks_for_the_first_recipient() -> None
         ("DNS lookup failure: host mx.b.example not found", Reason.HOST_UNKNOWN),
         ("The account or domain may not exist, they may be blacklisted, or missing the proper dns entries.", Reason.HOST_UNKNOWN),  # a guess is no block
         ("Original-recipient: rfc822;a@b.example\nDiagnostic-code: smtp; 550 5.7.1 550 User Unknown", Reason.USER_UNKNOWN),  # a DSN's address type is no RFC
+        ("550 5.1.351 Remote server returned unknown recipient or mailbox unavailable -> 550 : User unknown", Reason.FILTERED),  # no address: a domain filter
+        ("550-REJECTED - Blacklisted URL in message. (example.com) in [black].", Reason.SPAM_DETECTED),  # our content, not our server
+        ("501 <me@ours.example>... no access from mail server [192.0.2.55] which is an open relay.", Reason.BLOCKED),
+        ("<a@b.example>... Deferred: Name server: b.example.: host name lookup failure", Reason.NETWORK_ERROR),
     ],
 )
 def test_wording(text: str, expected: Reason) -> None:
