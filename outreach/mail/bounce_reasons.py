@@ -82,13 +82,14 @@ RULES: tuple[Rule, ...] = (
          wording=r"too many (connections|recipients(?! this)|concurrent)|connection (rate )?limit|frequency limited|too many smtp sessions"),
     Rule(Reason.SPEEDING, _X, ("x.7.28",),
          wording=r"receiving mail at a rate|too many recipients this hour|has sent to too many|sending (rate|quota)|throttl|(?<!connection )rate limit"
-         r"|too many (messages|emails)"),
+         r"|too many (messages|emails)(?! (on|in) the (server|mail ?box))"),
     Rule(Reason.AUTH_FAILURE, _X, ("x.7.20", "x.7.21", "x.7.22", "x.7.23", "x.7.24", "x.7.26", "x.7.29", "5.7.509"),
          wording=r"\bdmarc\b|\bspf (check|record|fail|polic|hard)|(per|pass|fails?|failed|with) (it'?s |its |the )?spf\b|\bdkim\b(?! ?-?signature')|sender policy framework"
          r"|authentication (checks?|information)\b.{0,40}\b(fail|missing|lack)|fails? to pass (spf|dkim|dmarc|authentication)|sender is unauthenticated"
          r"|does not have authentication information|unauthenticated email"),
+    # A PTR named in parentheses is advice in a list of things to check ("(spf, HELO, PTR)"), not the reason.
     Rule(Reason.REQUIRE_PTR, _X, ("x.7.25",),
-         wording=r"reverse dns|\brdns\b|\bptr\b|reverse (lookup|mapping)|ip name lookup failed|mismatches client ip|unverifi?y?able sending ip"
+         wording=r"reverse dns|\brdns\b|\bptr\b(?![^()]*\))|reverse (lookup|mapping)|ip name lookup failed|mismatches client ip|unverifi?y?able sending ip"
          r"|cannot find your (reverse )?hostname|no reverse"),
     Rule(Reason.BAD_REPUTATION, _X, ("4.7.650", "5.7.650"),
          wording=r"reputation|\[TSS0\d\]|unexpected volume or user complaints"),
@@ -98,9 +99,9 @@ RULES: tuple[Rule, ...] = (
          wording=r"blocked (using|by|for abuse|- see)|\bblock ?list|(?<!may be )black ?list(ed)?\b(?! (url|link))|\bdnsbl\b|\brbl\b|spamhaus|spamcop|\bsorbs\b|abuseat"
          r"|barracudacentral|(?<!not )listed (in|on|at|by)\b|banned sending ip|refused to talk to me|client host( \[[^\]]*\])? (rejected|blocked)"
          r"|use the smtp server of your isp|on our block list|unwanted messages have been sent|invalid ip for sending|not accepting connections"
-         r"|may not be mail exchanger|which is an open relay|no access from mail server|\bblocked\b.{0,20}\bip\b|service refuse|source bloquee"),
+         r"|may not be mail exchanger|which is an open relay|no access from mail server|\b\d{1,3}(\.\d{1,3}){3} is not allowed to send|\bblocked\b.{0,20}\bip\b|service refuse|source bloquee"),
     Rule(Reason.SPAM_DETECTED, _X,
-         wording=r"\bspam(?!haus|cop)|\bUBE\b|\bUCE\b|junk mail|blacklisted (url|link)|\buribl\b|\bsurbl\b|message content rejected|content rejected"
+         wording=r"\bspam(?!haus|cop)|anti-?spam (checks?|filter|scor)|\bUBE\b|\bUCE\b|junk mail|blacklisted (url|link)|\buribl\b|\bsurbl\b|message content rejected|content rejected"
          r"|mail rejete|bulk mail|unsolicited"),
     Rule(Reason.NO_RELAYING, _X,
          wording=r"relay(ing)? (access )?(denied|not permitted|prohibited|not allowed|disallowed)|not (permitted|allowed|authori[sz]ed|configured) to relay"
@@ -132,7 +133,7 @@ RULES: tuple[Rule, ...] = (
     Rule(Reason.MAILBOX_FULL, _T, ("x.2.2",), ("452", "552"),
          wording=r"mail ?box (is )?(full|over)|over ?quota|quota (exceeded|full|exceed)|exceed(s|ed)? (the |his |her |their |your )?(storage|quota|mailbox|disk)"
          r"|insufficient (storage|space|disk)|mailbox size limit|mail ?folder( is)? full|disk quota|not enough (storage|space)|storage (limit|full)|user (is )?over"
-         r"|mailbox (has )?exceed|no space left"),
+         r"|mailbox (has )?exceed|no space left|too many (messages|mails) (on|in) the (server|mail ?box)|zu ?viele mails"),
     Rule(Reason.SUSPEND, _T, ("x.2.1", "x.7.13"),
          wording=r"(account|mail ?box|user|address|recipient)\b[\w ]{0,24}\b(is |has been |was )?(disabled|suspended|inactive|deactivated|frozen|locked|discontinued|de-?activated)"
          r"|(disabled|suspended|inactive|deactivated) (account|mail ?box|recipient|user|address)|compte du destinataire est bloque|account is blocked|temporar(il)?y locked"),
@@ -227,6 +228,9 @@ _STAGE = re.compile(r"(?:after|in reply to) (mail from|rcpt|end of data|data|ini
                     r"|but (sender) was rejected", re.IGNORECASE | re.MULTILINE)
 _ABOUT_THE_ADDRESS = frozenset({Reason.USER_UNKNOWN, Reason.HOST_UNKNOWN, Reason.HAS_MOVED, Reason.FILTERED})
 _NOT_AUTHORISED = frozenset({Reason.BLOCKED, Reason.SECURITY_ERROR})
+# A size refusal given to RCPT, before the message's size is known to the server (but for a SIZE
+# parameter on MAIL FROM, which it would have refused there), is the recipient's own limit.
+_RCPT_SIZE = re.compile(r"^\s*\d{3}[ -]rcpt to:", re.IGNORECASE | re.MULTILINE)
 
 
 def parse(value: str | None) -> Reason:
@@ -328,6 +332,8 @@ def reason_of(status: str | None, diagnostic: str, words: str, domains: tuple[st
     )
     if (reason in _ABOUT_THE_ADDRESS or (reason is coded and reason in _NOT_AUTHORISED)) and _first_stage(f"{words}\n{diagnostic}") in ("MAIL", "SENDER"):
         return Reason.REJECTED
+    if reason is Reason.MESG_TOO_BIG and (_RCPT_SIZE.search(diagnostic) or _first_stage(f"{words}\n{diagnostic}") == "RCPT"):
+        return Reason.EXCEED_LIMIT
     if reason is Reason.USER_UNKNOWN and coded is not Reason.USER_UNKNOWN:
         answered = _answered(diagnostic) or _answered(words)
         if answered == "DATA" or (answered != "RCPT" and (gateway or _FILTER_STATUS.match(status or ""))):

@@ -160,6 +160,11 @@ def test_yahoos_unknown_account_after_data_is_about_the_address() -> None:
     assert reason_of("5.0.0", reply, f"... while talking to mta6.am0.yahoodns.net.:\n>>> DATA\n<<< {reply}\n554 5.0.0 Service unavailable") is Reason.USER_UNKNOWN
 
 
+def test_a_size_refusal_given_to_rcpt_is_the_recipients_own_limit() -> None:
+    assert reason_of("5.1.1", "550 RCPT TO:<a@b.example> max message size exceeded", "") is Reason.EXCEED_LIMIT
+    assert reason_of("5.3.4", "552 5.3.4 Message too big for system", "") is Reason.MESG_TOO_BIG
+
+
 def test_the_first_line_of_a_diagnostic_speaks_for_the_first_recipient() -> None:
     two = "a@b.example: 550 5.1.1 <a@b.example>: Recipient address rejected: User unknown\nc@b.example: 552 5.2.2 <c@b.example>: Mailbox full"
     assert reason_of("5.0.0", two, "") is Reason.USER_UNKNOWN
@@ -179,6 +184,10 @@ def test_the_first_line_of_a_diagnostic_speaks_for_the_first_recipient() -> None
         ("550-REJECTED - Blacklisted URL in message. (example.com) in [black].", Reason.SPAM_DETECTED),  # our content, not our server
         ("501 <me@ours.example>... no access from mail server [192.0.2.55] which is an open relay.", Reason.BLOCKED),
         ("<a@b.example>... Deferred: Name server: b.example.: host name lookup failure", Reason.NETWORK_ERROR),
+        ("554 5.7.1 Your message failed several antispam checks (SCORING). Please be sure your mailserver is configured correctly (spf , HELO, PTR)",
+         Reason.SPAM_DETECTED),  # a PTR in a list of advice is not the reason
+        ("550-REJECTED - Server at [b.example] rejected message - 550 550 192.0.2.68 is not allowed to send mail from ours.example", Reason.BLOCKED),
+        ("550 <a@web.de> Benutzer hat zuviele Mails auf dem Server. / User has too many messages on the server.", Reason.MAILBOX_FULL),
     ],
 )
 def test_wording(text: str, expected: Reason) -> None:
