@@ -13,7 +13,9 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from outreach.errors import SequenceError
+from outreach.mail import vocabulary
 from outreach.mail.bounce_reasons import (
+    FILTERING_GATEWAYS,
     RULES,
     Effect,
     Reason,
@@ -126,6 +128,18 @@ def test_a_filtering_gateways_user_unknown_is_its_filter_unless_a_status_says_th
 )
 def test_a_filtering_gateway_is_known_by_a_header_it_adds(headers: dict[str, list[str]], gateway: bool) -> None:
     assert from_gateway(headers.get) is gateway
+
+
+def test_a_gateways_report_is_read_as_the_gateways_and_its_marks_are_read_with_the_body() -> None:
+    report = (
+        "From: Mailer-Daemon <postmaster@gw.b.example>\r\nTo: me@ours.example\r\nSubject: Delivery Status\r\n"
+        "X-NAI-Header: Modified by McAfee Email Gateway\r\nContent-Type: text/plain\r\n\r\n"
+        "Your message could not be delivered:\r\n<lead@b.example>   (Unknown user lead@b.example)\r\n"
+    )
+    found = classify(report.encode())
+    assert (found.kind, found.cause) == (Kind.BOUNCE, "filtered")
+    assert classify(report.replace("X-NAI-Header: Modified by McAfee Email Gateway\r\n", "").encode()).cause == "userunknown"
+    assert {name for name, _ in FILTERING_GATEWAYS} <= set(vocabulary.GATEWAY_MARKS) | set(vocabulary.FETCHED)
 
 
 def test_a_refusal_of_our_sender_address_is_rejected_whatever_it_says_does_not_exist() -> None:
