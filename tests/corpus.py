@@ -64,6 +64,21 @@ _UNLABELLED: dict[str, tuple[Kind, str]] = {
 }
 
 
+# Where sisimai's reason for a bounce is arguably wrong, the reason expected instead and why (whether
+# to suppress follows from it). Kept short: a difference of judgement is scored as a difference.
+_REASON_EXCEPTIONS: dict[str, tuple[str, str]] = {
+    "bsd/lhost-sendmail-27.eml": ("userunknown", ("pipelined RCPT: the '503 Need RCPT' after DATA shows the recipient was refused; "
+                                  "sisimai labels the same transcript userunknown in lhost-sendmail-46")),
+    "bsd/lhost-sendmail-48.eml": ("userunknown", ("pipelined RCPT: the '554 no valid recipients' after DATA shows the recipient was "
+                                  "refused; the same transcript is userunknown in lhost-sendmail-46")),
+    "bsd/rfc3464-42.eml": ("userunknown", ("Gmail's 'The email account that you tried to reach does not exist' is its mailbox store's "
+                           "word, which no filter uses")),
+    "bsd/rhost-aol-06.eml": ("networkerror", ("a malformed name-server reply to the MX lookup is a DNS failure, not a domain that says it "
+                             "takes no mail")),
+}
+_ADDRESS_DEAD = frozenset({"userunknown", "hostunknown", "hasmoved", "notaccept"})
+
+
 @dataclass(frozen=True)
 class Case:
     name: str
@@ -121,7 +136,11 @@ def _sisimai_case(name: str, label: str, rows: str) -> Case:
     recipients = len(rows.split(";")) if label.startswith("bounce") else None
     first = rows.split(";")[0].split("/")
     reason, suppress = (first[2], first[3] in ("hard", "true")) if label.startswith("bounce") and len(first) >= 4 else (None, None)
-    return Case(name, "sisimai", path, _LABELS[label], hard=hard, recipients=recipients, reason=reason, suppress=suppress)
+    note = ""
+    if name in _REASON_EXCEPTIONS:
+        reason, why = _REASON_EXCEPTIONS[name]
+        suppress, note = reason in _ADDRESS_DEAD, f"sisimai: {first[2]}; {why}"
+    return Case(name, "sisimai", path, _LABELS[label], hard=hard, recipients=recipients, reason=reason, suppress=suppress, note=note)
 
 
 def _delay_warning(raw: bytes) -> bool:

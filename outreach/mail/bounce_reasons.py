@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import enum
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 
@@ -76,30 +77,31 @@ _S, _T, _X = Effect.SUPPRESS, Effect.SOFT, Effect.TASK
 # The order of the rows is the order wording is tried in: specific before general.
 RULES: tuple[Rule, ...] = (
     Rule(Reason.NOT_COMPLIANT_RFC, _X,
-         wording=r"rfc ?(5322|2822|822|5321)|not (rfc )?compliant|multiple (addresses in from|subject|from|date|to|message-id)\b|duplicate header"),
+         wording=r"rfc ?(5322|2822|822|5321)(?!;)|not (rfc )?compliant|multiple (addresses in from|subject|from|date|to|message-id)\b|duplicate header"),
     Rule(Reason.TOO_MANY_CONN, _X, ("x.5.3",),
          wording=r"too many (connections|recipients(?! this)|concurrent)|connection (rate )?limit|frequency limited|too many smtp sessions"),
     Rule(Reason.SPEEDING, _X, ("x.7.28",),
          wording=r"receiving mail at a rate|too many recipients this hour|has sent to too many|sending (rate|quota)|throttl|(?<!connection )rate limit"
-         r"|too many (messages|emails)"),
+         r"|too many (messages|emails)(?! (on|in) the (server|mail ?box))"),
     Rule(Reason.AUTH_FAILURE, _X, ("x.7.20", "x.7.21", "x.7.22", "x.7.23", "x.7.24", "x.7.26", "x.7.29", "5.7.509"),
          wording=r"\bdmarc\b|\bspf (check|record|fail|polic|hard)|(per|pass|fails?|failed|with) (it'?s |its |the )?spf\b|\bdkim\b(?! ?-?signature')|sender policy framework"
          r"|authentication (checks?|information)\b.{0,40}\b(fail|missing|lack)|fails? to pass (spf|dkim|dmarc|authentication)|sender is unauthenticated"
          r"|does not have authentication information|unauthenticated email"),
+    # A PTR named in parentheses is advice in a list of things to check ("(spf, HELO, PTR)"), not the reason.
     Rule(Reason.REQUIRE_PTR, _X, ("x.7.25",),
-         wording=r"reverse dns|\brdns\b|\bptr\b|reverse (lookup|mapping)|ip name lookup failed|mismatches client ip|unverifi?y?able sending ip"
+         wording=r"reverse dns|\brdns\b|\bptr\b(?![^()]*\))|reverse (lookup|mapping)|ip name lookup failed|mismatches client ip|unverifi?y?able sending ip"
          r"|cannot find your (reverse )?hostname|no reverse"),
     Rule(Reason.BAD_REPUTATION, _X, ("4.7.650", "5.7.650"),
          wording=r"reputation|\[TSS0\d\]|unexpected volume or user complaints"),
     Rule(Reason.VIRUS_DETECTED, _X,
          wording=r"\bvirus|malware|\binfected\b|\bworm\b|trojan"),
     Rule(Reason.BLOCKED, _X, ("x.7.1", "5.7.606", "5.7.607", "5.7.608", "4.7.0"), ("571",),
-         wording=r"blocked (using|by|for abuse|- see)|\bblock ?list|black ?list(ed)?(?! (url|link))|\bdnsbl\b|\brbl\b|spamhaus|spamcop|\bsorbs\b|abuseat"
-         r"|barracudacentral|listed (in|on|at|by)\b|banned sending ip|refused to talk to me|client host( \[[^\]]*\])? (rejected|blocked)"
+         wording=r"blocked (using|by|for abuse|- see)|\bblock ?list|(?<!may be )black ?list(ed)?\b(?! (url|link))|\bdnsbl\b|\brbl\b|spamhaus|spamcop|\bsorbs\b|abuseat"
+         r"|barracudacentral|(?<!not )listed (in|on|at|by)\b|banned sending ip|refused to talk to me|client host( \[[^\]]*\])? (rejected|blocked)"
          r"|use the smtp server of your isp|on our block list|unwanted messages have been sent|invalid ip for sending|not accepting connections"
-         r"|may not be mail exchanger|\bblocked\b.{0,20}\bip\b|service refuse|source bloquee"),
+         r"|may not be mail exchanger|which is an open relay|no access from mail server|\b\d{1,3}(\.\d{1,3}){3} is not allowed to send|\bblocked\b.{0,20}\bip\b|service refuse|source bloquee"),
     Rule(Reason.SPAM_DETECTED, _X,
-         wording=r"\bspam(?!haus|cop)|\bUBE\b|\bUCE\b|junk mail|blacklisted (url|link)|\buribl\b|\bsurbl\b|message content rejected|content rejected"
+         wording=r"\bspam(?!haus|cop)|anti-?spam (checks?|filter|scor)|\bUBE\b|\bUCE\b|junk mail|blacklisted (url|link)|\buribl\b|\bsurbl\b|message content rejected|content rejected"
          r"|mail rejete|bulk mail|unsolicited"),
     Rule(Reason.NO_RELAYING, _X,
          wording=r"relay(ing)? (access )?(denied|not permitted|prohibited|not allowed|disallowed)|not (permitted|allowed|authori[sz]ed|configured) to relay"
@@ -121,7 +123,7 @@ RULES: tuple[Rule, ...] = (
          vague=r"\baccess denied\b|^\s*5\d\d[ -](\d\.\d\.\d+ )?rejected\b",
          hosts=r"(^|\.)googlegroups\.com$"),
     Rule(Reason.FILTERED, _X,
-         wording=r"domain filter|recipient preferences|message filtered|^\s*550\s*:\s*:?\s*user unknown"),
+         wording=r"domain filter|recipient preferences|message filtered|(^|->)\s*550\s*:\s*:?\s*user unknown"),
     Rule(Reason.EXCEED_LIMIT, _X, ("x.2.3",),
          wording=r"message length exceeds|exceeds? (the )?(size )?limit set by (the )?recipient|recipsizelimit|too large for this recipient|exceeds fixed maximum"),
     Rule(Reason.MESG_TOO_BIG, _X, ("x.3.4",), ("534",),
@@ -131,7 +133,7 @@ RULES: tuple[Rule, ...] = (
     Rule(Reason.MAILBOX_FULL, _T, ("x.2.2",), ("452", "552"),
          wording=r"mail ?box (is )?(full|over)|over ?quota|quota (exceeded|full|exceed)|exceed(s|ed)? (the |his |her |their |your )?(storage|quota|mailbox|disk)"
          r"|insufficient (storage|space|disk)|mailbox size limit|mail ?folder( is)? full|disk quota|not enough (storage|space)|storage (limit|full)|user (is )?over"
-         r"|mailbox (has )?exceed|no space left"),
+         r"|mailbox (has )?exceed|no space left|too many (messages|mails) (on|in) the (server|mail ?box)|zu ?viele mails"),
     Rule(Reason.SUSPEND, _T, ("x.2.1", "x.7.13"),
          wording=r"(account|mail ?box|user|address|recipient)\b[\w ]{0,24}\b(is |has been |was )?(disabled|suspended|inactive|deactivated|frozen|locked|discontinued|de-?activated)"
          r"|(disabled|suspended|inactive|deactivated) (account|mail ?box|recipient|user|address)|compte du destinataire est bloque|account is blocked|temporar(il)?y locked"),
@@ -146,12 +148,13 @@ RULES: tuple[Rule, ...] = (
          r"|host not reachable|unable to connect|failing for a long time|aborted after|timed? ?out",
          vague=r"in the queue too long|gave up|giving up(?! on)"),
     Rule(Reason.NETWORK_ERROR, _T, ("x.4.6",),
-         wording=r"dns error|name server reply|dns query failed|too many hops|hop count|routing loop|mail loop|loops back to myself|lost connection"
+         wording=r"dns error|name server reply|dns query failed|(host )?name lookup failure|too many hops|hop count|routing loop|mail loop|loops back to myself|lost connection"
          r"|connection (reset|refused)|network is unreachable|no route to host"),
     Rule(Reason.HOST_UNKNOWN, _S, ("x.1.2", "x.4.4"),
          wording=r"host unknown|unknown host|domain (name )?(not found|does not exist|doesn't exist|unknown|is invalid|is not reachable)|no such domain"
          r"|host (or domain name )?not found|unrout(e)?able (mail )?(domain|address)|non-?existent (host|domain)|(domain|host) (name )?(lookup )?failed"
-         r"|hostname.{0,20}(not|does not) resolve|bad destination system|name or service not known"),
+         r"|hostname.{0,20}(not|does not) resolve|bad destination system|name or service not known|dns lookup fail|\bhost [\w.-]+ not found"
+         r"|domain may not exist|(?<![\w@.-])([a-z0-9-]+\.)+[a-z]{2,} does not exist"),
     Rule(Reason.MAILER_ERROR, _T,
          wording=r"mailer error|\bx-unix;|procmail|program exited|command (died|failed)|pipe to|unknown mailer"),
     Rule(Reason.USER_UNKNOWN, _S, ("x.1.1", "x.1.3", "x.1.4", "x.1.0"),
@@ -161,7 +164,8 @@ RULES: tuple[Rule, ...] = (
          r"|doesn't have an? .{1,60} account|account that you tried to reach does not exist|bad destination mailbox|no mail ?box (here|found|available)|not a known user"
          r"|\b(user|rcpt|recipient|address)\b[^\n]{0,60}\b(does not|doesn't) exist|bad_?recipient|not an active address"
          r"|unknown or illegal alias|addressee unknown|undeliverable address|not listed in|no such address|recipient not found|mail[- ]?box not found|no valid recipients"
-         r"|(address|recipient|mailbox)( you sent to)? (is|was) (not valid|invalid)|not a valid (e-?mail )?address",
+         r"|(address|recipient|mailbox)( you sent to)? (is|was) (not valid|invalid)|not a valid (e-?mail )?address"
+         r"|recipient name is not recognized|invalid (final delivery )?userid",
          vague=r"recipient (address )?rejected"),
     Rule(Reason.SYSTEM_ERROR, _T, ("x.3.0", "x.3.5", "x.4.3"), ("421", "451"),
          wording=r"internal (system |server )?error|system error|mail system problem|service (currently )?(unavailable|not available)|local error"
@@ -179,15 +183,54 @@ _DECISIVE = frozenset({Reason.REJECTED})  # a status about our sender address ou
 _CONTINUATION = re.compile(r"(?<=[ \t])[245]\d\d[ -]([245]\.\d{1,3}\.\d{1,3}[ \t])?")
 _STATUS = re.compile(r"^([245])\.(\d{1,3})\.(\d{1,3})$")
 _REPLY = re.compile(r"(?<![\w.\-/])([45][0-5]\d)(?=[\s\-,;:]|$)(?![\-:.]\d)", re.MULTILINE)
-# A "user unknown" without a status to confirm it that came only after the message's text was sent
-# is a filter's doing (Japanese carriers answer their domain filters' refusals this way), not a
-# missing mailbox.
+# The SMTP command a refusal answered, from the transcript or the words around it: a "user unknown"
+# without a status to confirm it that came only after the message's text was sent (DATA) is a
+# filter's doing (Japanese carriers answer their domain filters' refusals this way), not a missing
+# mailbox; one that answered RCPT is about the address.
 _COMMAND = re.compile(r"^\s*>>> ?(\w+)", re.MULTILINE)
 _DATA_AFTER = re.compile(r"^[^\n]*\n?[^\n]*in reply to (end of )?data|^[^\n]*\(data\)", re.IGNORECASE)
 _DATA_BEFORE = re.compile(r"after (end of )?data\b|for text command", re.IGNORECASE)
+# Under PIPELINING the replies to RCPT arrive after DATA was sent: a transcript's "user unknown" after
+# ">>> DATA" that the next replies show as a recipient's ("no valid recipients", sendmail's own
+# "5.1.1 ... User unknown" for it) answered RCPT.
+_PIPELINED = re.compile(r"no valid recipients|^\s*5\d\d[ -]5\.1\.1 [^\n]*user unknown", re.IGNORECASE | re.MULTILINE)
+# Wording only the mailbox's own store uses, never a filter, wherever it is said: Yahoo refuses an
+# unknown recipient after DATA with it.
+_STORE_SAYS = re.compile(r"this user doesn'?t have an? [\w.-]+ account", re.IGNORECASE)
+_RCPT_AFTER = re.compile(r"^[^\n]*\n?[^\n]*(in reply to rcpt to|\[rcpt_to\]|\(rcpt\))", re.IGNORECASE)
+_RCPT_BEFORE = re.compile(r"after rcpt\b|did not like our rcpt to|in reply to rcpt to", re.IGNORECASE)
+# Statuses under which a "user unknown" is a filter's refusal, unless it answered RCPT: x.2.0 and
+# x.2.1 say the mailbox exists (but takes nothing, or not this), x.7.x that delivery was not
+# authorised; neither is a missing address.
+_FILTER_STATUS = re.compile(r"^[45]\.(2\.[01]|7\.\d{1,3})$")
+
+# Filtering gateways: products that stand in front of a domain's mail server and answer for it.
+# Their "user unknown" is the verdict of their own rules (an address or domain filter), not word
+# from the mailbox, unless a status code (x.1.1) says the address is bad. Each row: a header the
+# gateway adds to its reports, and what its value holds.
+FILTERING_GATEWAYS: tuple[tuple[str, str], ...] = (
+    ("X-NAI-Header", r"McAfee"),  # McAfee Email Gateway
+    ("X-Mailer", r"^m-FILTER|SurfControl"),  # m-FILTER (Digital Arts), SurfControl E-mail Filter
+    ("X-SEF-Processed", r""),  # SurfControl
+    ("X-AHMailID", r""),  # ActiveHunter
+    ("X-MXL-Hash", r""),  # MXLogic (McAfee SaaS)
+    ("X-MX-Bounce", r""),  # MXLogic
+    ("Received", r"\(MAILFOUNDRY\)"),  # MailFoundry
+    ("From", r"@([\w-]+\.)*mxlogic\.net\b"),  # MXLogic's reports, without its own headers
+)
 # Generic words that say nothing of the reason, but of the step the server refused us at.
 _AT_CONNECT = re.compile(r"after (initial connection|ehlo|helo)|refused to talk to me|my name was rejected", re.IGNORECASE)
 _AT_SENDER = re.compile(r"after mail from", re.IGNORECASE)
+# A refusal of MAIL FROM is about our sender address, whatever it says of an address or domain that
+# "does not exist" (the recipient is not named until RCPT), and so is a bare "not authorised" status
+# (x.7.1) given to it. A refusal there for size or wording that names another cause keeps it.
+_STAGE = re.compile(r"(?:after|in reply to) (mail from|rcpt|end of data|data|initial connection|ehlo|helo)\b|^\s*>>> ?(mail|rcpt|data|ehlo|helo)\b"
+                    r"|but (sender) was rejected", re.IGNORECASE | re.MULTILINE)
+_ABOUT_THE_ADDRESS = frozenset({Reason.USER_UNKNOWN, Reason.HOST_UNKNOWN, Reason.HAS_MOVED, Reason.FILTERED})
+_NOT_AUTHORISED = frozenset({Reason.BLOCKED, Reason.SECURITY_ERROR})
+# A size refusal given to RCPT, before the message's size is known to the server (but for a SIZE
+# parameter on MAIL FROM, which it would have refused there), is the recipient's own limit.
+_RCPT_SIZE = re.compile(r"^\s*\d{3}[ -]rcpt to:", re.IGNORECASE | re.MULTILINE)
 
 
 def parse(value: str | None) -> Reason:
@@ -259,15 +302,24 @@ def host_reason(domains: tuple[str, ...]) -> Reason | None:
     return None
 
 
-def reason_of(status: str | None, diagnostic: str, words: str, domains: tuple[str, ...] = ()) -> Reason:
+def from_gateway(headers: Callable[[str], list[str] | None]) -> bool:
+    """Is a report from a filtering gateway? `headers`: a header's values by name (Message.get_all)."""
+    return any(
+        re.search(pattern, value, re.IGNORECASE)
+        for name, pattern in FILTERING_GATEWAYS
+        for value in headers(name) or ()
+    )
+
+
+def reason_of(status: str | None, diagnostic: str, words: str, domains: tuple[str, ...] = (), *, gateway: bool = False) -> Reason:
     """Why delivery failed. `diagnostic`: the receiving server's own reply (a Diagnostic-Code, or the
     reply a report quotes); `words`: the rest of the report's text, without the returned message;
-    `domains`: the failed recipients' domains."""
+    `domains`: the failed recipients' domains; `gateway`: the report is from a filtering gateway."""
     diagnostic, words = _unfolded(diagnostic), _unfolded(words)
     coded = status_reason(status)
     reason = (
         (coded if coded in _DECISIVE else None)
-        or wording_reason(diagnostic)
+        or first_line_reason(diagnostic)
         or coded
         or first_line_reason(words)
         or wording_reason(words)
@@ -278,8 +330,14 @@ def reason_of(status: str | None, diagnostic: str, words: str, domains: tuple[st
         or reply_reason(f"{diagnostic}\n{words}")
         or Reason.UNDEFINED
     )
-    if reason is Reason.USER_UNKNOWN and coded is not Reason.USER_UNKNOWN and (_after_data(words) or _after_data(diagnostic)):
-        return Reason.FILTERED
+    if (reason in _ABOUT_THE_ADDRESS or (reason is coded and reason in _NOT_AUTHORISED)) and _first_stage(f"{words}\n{diagnostic}") in ("MAIL", "SENDER"):
+        return Reason.REJECTED
+    if reason is Reason.MESG_TOO_BIG and (_RCPT_SIZE.search(diagnostic) or _first_stage(f"{words}\n{diagnostic}") == "RCPT"):
+        return Reason.EXCEED_LIMIT
+    if reason is Reason.USER_UNKNOWN and coded is not Reason.USER_UNKNOWN:
+        answered = _answered(diagnostic) or _answered(words)
+        if answered == "DATA" or (answered != "RCPT" and (gateway or _FILTER_STATUS.match(status or ""))):
+            return Reason.FILTERED
     return reason
 
 
@@ -307,14 +365,29 @@ def _stage_reason(text: str) -> Reason | None:
     return None
 
 
-def _after_data(text: str) -> bool:
-    """Did the server say the user is unknown in answer to the message's text (DATA)?"""
+def _first_stage(text: str) -> str | None:
+    """The SMTP command the first refusal a report tells of answered, where it says: 'MAIL', 'RCPT', ..."""
+    found = _STAGE.search(text)
+    if found is None:
+        return None
+    return next(g for g in found.groups() if g).split()[0].upper()
+
+
+def _answered(text: str) -> str | None:
+    """The SMTP command ('RCPT' or 'DATA') the server's "user unknown" answered, where the text says."""
     pattern = next(p for r, p in _WORDING if r is Reason.USER_UNKNOWN)
     for found in pattern.finditer(text):
         before = text[max(0, found.start() - 400) : found.start()]
+        after = text[found.end() : found.end() + 200]
         commands = _COMMAND.findall(before)
-        if commands and commands[-1].upper() == "DATA":
-            return True
-        if _DATA_AFTER.search(text[found.end() : found.end() + 200]) or _DATA_BEFORE.search(before[-200:]):
-            return True
-    return False
+        if _STORE_SAYS.search(text[max(0, found.start() - 20) : found.end() + 60]):
+            return "RCPT"
+        if commands and commands[-1].upper() == "DATA" and _PIPELINED.search(text[found.end() : found.end() + 300]):
+            return "RCPT"
+        if commands and commands[-1].upper() in ("DATA", "RCPT"):
+            return commands[-1].upper()
+        if _DATA_AFTER.search(after) or _DATA_BEFORE.search(before[-200:]):
+            return "DATA"
+        if _RCPT_AFTER.search(after) or _RCPT_BEFORE.search(before[-200:]):
+            return "RCPT"
+    return None

@@ -210,7 +210,8 @@ def _delivery_status(msg: Message, text: str) -> Report | None:
     hard = _hard(status, " ".join(r.diagnostic for r in failed) + "\n" + words)
     diagnostic = next((r.diagnostic for r in failed if r.diagnostic), "")
     addresses = _unique(r.address for r in failed) or _original_to(msg)
-    cause = reasons.reason_of(status, _reply_of(diagnostic) or _quoted_replies(words), words, _domains(addresses))
+    cause = reasons.reason_of(status, _reply_of(diagnostic) or _quoted_replies(words), words, _domains(addresses),
+                              gateway=reasons.from_gateway(msg.get_all))
     evidence = {"detector": "rfc3464", "action": "failed", "status_from": source}
     if diagnostic:
         evidence["diagnostic"] = diagnostic[:300]
@@ -325,7 +326,7 @@ def _nonstandard(msg: Message, text: str) -> Report | None:
     )
     status = _text_status(words)
     hard = _hard(status, words)
-    cause = reasons.reason_of(status, _quoted_replies(words), words, _domains(recipients))
+    cause = reasons.reason_of(status, _quoted_replies(words), words, _domains(recipients), gateway=reasons.from_gateway(msg.get_all))
     return Report("bounce", hard=hard, recipients=recipients, status=status, reason=_describe(status, hard),
                   cause=cause, evidence=evidence)
 

@@ -10,7 +10,10 @@ RECIPIENTS = ("To", "Cc")  # to whom a message we sent went
 IDENTITY = ("Subject", "Date")
 JMRP_RECIPIENT = "X-HmXmrOriginalRecipient"  # Microsoft's older complaint form: the complained-of message, marked with who complained
 REPORT = ("Content-Type", "Return-Path", "X-Failed-Recipients", JMRP_RECIPIENT)  # multipart/report, the null sender of delivery reports, Exim's list of failures, a bare JMRP complaint
-BODY = ("Content-Transfer-Encoding", "Content-Disposition", "Content-Description")  # describe the body: read with it, not before
+# The marks filtering gateways put on their delivery reports (bounce_reasons.FILTERING_GATEWAYS): read
+# with a report's body, to tell a gateway's "user unknown" from a mailbox's.
+GATEWAY_MARKS = ("X-NAI-Header", "X-Mailer", "X-SEF-Processed", "X-AHMailID", "X-MXL-Hash", "X-MX-Bounce", "Received")
+BODY = ("Content-Transfer-Encoding", "Content-Disposition", "Content-Description", *GATEWAY_MARKS)  # read with the body, not before
 
 AUTO_SUBMITTED = "Auto-Submitted"  # RFC 3834: anything but "no" is a machine's
 PRECEDENCE = "Precedence"

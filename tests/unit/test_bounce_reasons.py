@@ -13,11 +13,14 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from outreach.errors import SequenceError
+from outreach.mail import vocabulary
 from outreach.mail.bounce_reasons import (
+    FILTERING_GATEWAYS,
     RULES,
     Effect,
     Reason,
     effect_of,
+    from_gateway,
     parse,
     reason_of,
     refusal_reason,
@@ -92,6 +95,117 @@ def test_a_user_unknown_answered_to_the_text_is_a_filter_unless_a_code_confirms_
     assert reason_of("5.1.1", "550 5.1.1 Unknown user a@b.example", transcript.replace("550 ", "550 5.1.1 ")) is Reason.USER_UNKNOWN
     at_rcpt = "... while talking to mx.b.example.:\n>>> RCPT To:<a@b.example>\n<<< 550 Unknown user a@b.example\n"
     assert reason_of("5.0.0", "550 Unknown user a@b.example", at_rcpt) is Reason.USER_UNKNOWN
+
+
+def test_a_user_unknown_under_a_mailbox_or_security_status_is_a_filter_unless_it_answered_rcpt() -> None:
+    """x.2.1 says the mailbox exists and x.7.1 that delivery was not authorised: neither is a missing address."""
+    assert reason_of("5.2.1", "550 5.2.1 <a@b.example>... User Unknown", "") is Reason.FILTERED
+    assert reason_of("5.7.1", "550 5.7.1 550 User Unknown: a@b.example", "") is Reason.FILTERED
+    in_reply = "<a@b.example>: host mx.b.example said: 550 5.2.1 <a@b.example>... User Unknown (in reply to RCPT TO command)"
+    assert reason_of("5.2.1", in_reply, in_reply) is Reason.USER_UNKNOWN
+    exim = "SMTP error from remote server after RCPT command:\nhost: mx.b.example\n5.2.1 <a@b.example>... User Unknown"
+    assert reason_of("5.2.1", "5.2.1 <a@b.example>... User Unknown", exim) is Reason.USER_UNKNOWN
+
+
+def test_a_filtering_gateways_user_unknown_is_its_filter_unless_a_status_says_the_address_is_bad() -> None:
+    report = "<a@b.example>   (Unknown user a@b.example)"
+    assert reason_of("5.0.0", "550 Unknown user a@b.example", report, gateway=True) is Reason.FILTERED
+    assert reason_of("5.1.1", "550 5.1.1 Unknown user a@b.example", report, gateway=True) is Reason.USER_UNKNOWN
+    assert reason_of("5.0.0", "550 Unknown user a@b.example", report) is Reason.USER_UNKNOWN
+
+
+@pytest.mark.parametrize(
+    ("headers", "gateway"),
+    [
+        ({"X-NAI-Header": ["Modified by McAfee Email Gateway"]}, True),
+        ({"X-Mailer": ["m-FILTER"]}, True),
+        ({"X-Mailer": ["SurfControl E-mail Filter"]}, True),
+        ({"X-AHMailID": ["00000000"]}, True),
+        ({"Received": ["from mx.b.example by relay.b.example (MAILFOUNDRY) id 1"]}, True),
+        ({"From": ['"Mail Delivery System" <MAILER-DAEMON@0001.mxlogic.net>']}, True),
+        ({"X-Mailer": ["Postfix"], "From": ["MAILER-DAEMON@mx.b.example"]}, False),
+    ],
+)
+def test_a_filtering_gateway_is_known_by_a_header_it_adds(headers: dict[str, list[str]], gateway: bool) -> None:
+    assert from_gateway(headers.get) is gateway
+
+
+def test_a_gateways_report_is_read_as_the_gateways_and_its_marks_are_read_with_the_body() -> None:
+    report = (
+        "From: Mailer-Daemon <postmaster@gw.b.example>\r\nTo: me@ours.example\r\nSubject: Delivery Status\r\n"
+        "X-NAI-Header: Modified by McAfee Email Gateway\r\nContent-Type: text/plain\r\n\r\n"
+        "Your message could not be delivered:\r\n<lead@b.example>   (Unknown user lead@b.example)\r\n"
+    )
+    found = classify(report.encode())
+    assert (found.kind, found.cause) == (Kind.BOUNCE, "filtered")
+    assert classify(report.replace("X-NAI-Header: Modified by McAfee Email Gateway\r\n", "").encode()).cause == "userunknown"
+    assert {name for name, _ in FILTERING_GATEWAYS} <= set(vocabulary.GATEWAY_MARKS) | set(vocabulary.FETCHED)
+
+
+def test_a_refusal_of_our_sender_address_is_rejected_whatever_it_says_does_not_exist() -> None:
+    words = "SMTP error from remote mail server after MAIL FROM:<me@ours.example> SIZE=1022:\n553 5.1.0 ours.example does not exist"
+    assert reason_of("5.1.0", "553 5.1.0 ours.example does not exist", words) is Reason.REJECTED
+    after_data = words.replace("after MAIL FROM:<me@ours.example> SIZE=1022", "after end of data")
+    assert reason_of(None, "553 b.example does not exist", after_data) is Reason.HOST_UNKNOWN
+
+
+def test_a_bare_not_authorised_given_to_mail_from_is_about_our_sender_but_a_size_refusal_stays_one() -> None:
+    postfix = "<a@b.example>: host mx.b.example[192.0.2.1] said: 550\n    5.7.1 Access denied (in reply to MAIL FROM command)"
+    assert reason_of("5.7.1", "550 5.7.1 Access denied", postfix) is Reason.REJECTED
+    qmail = "<a@b.example>:\nConnected to 192.0.2.1 but sender was rejected.\nRemote host said: 550 5.7.1 <me@ours.example>... Access denied"
+    assert reason_of("5.7.1", "Remote host said: 550 5.7.1 <me@ours.example>... Access denied", qmail) is Reason.REJECTED
+    size = ">>> MAIL From:<me@ours.example> SIZE=16600348\n<<< 552 5.2.3 Message size exceeds fixed maximum message size (10485760)"
+    assert reason_of("5.2.3", "552 5.2.3 Message size exceeds fixed maximum message size (10485760)", size) is Reason.EXCEED_LIMIT
+
+
+@pytest.mark.parametrize(
+    "transcript",
+    [
+        ">>> DATA\n<<< 550 5.7.1 <a@b.example>: Recipient address rejected: User unknown\n550 5.1.1 <a@b.example>... User unknown\n<<< 554 5.5.1 Error: no valid recipients",
+        ">>> DATA\n<<< 550 5.0.0 <a@b.example>... User unknown\n550 5.1.1 <a@b.example>... User unknown\n<<< 503 5.0.0 Need RCPT (recipient)",
+    ],
+)
+def test_a_pipelined_refusal_of_rcpt_seen_after_data_is_about_the_address(transcript: str) -> None:
+    assert reason_of("5.0.0", transcript.splitlines()[1][4:], transcript) is Reason.USER_UNKNOWN
+
+
+def test_yahoos_unknown_account_after_data_is_about_the_address() -> None:
+    reply = "554 delivery error: dd This user doesn't have a yahoo.com account (a@yahoo.com) [0] - mta1061.mail.ne1.yahoo.com"
+    assert reason_of("5.0.0", reply, f"... while talking to mta6.am0.yahoodns.net.:\n>>> DATA\n<<< {reply}\n554 5.0.0 Service unavailable") is Reason.USER_UNKNOWN
+
+
+def test_a_size_refusal_given_to_rcpt_is_the_recipients_own_limit() -> None:
+    assert reason_of("5.1.1", "550 RCPT TO:<a@b.example> max message size exceeded", "") is Reason.EXCEED_LIMIT
+    assert reason_of("5.3.4", "552 5.3.4 Message too big for system", "") is Reason.MESG_TOO_BIG
+
+
+def test_the_first_line_of_a_diagnostic_speaks_for_the_first_recipient() -> None:
+    two = "a@b.example: 550 5.1.1 <a@b.example>: Recipient address rejected: User unknown\nc@b.example: 552 5.2.2 <c@b.example>: Mailbox full"
+    assert reason_of("5.0.0", two, "") is Reason.USER_UNKNOWN
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("User some.name (a@b.example) not listed in Domino Directory", Reason.USER_UNKNOWN),  # 'not listed' is no block list
+        ("User  not listed in public Name & Address Book", Reason.USER_UNKNOWN),
+        ("The recipient name is not recognized", Reason.USER_UNKNOWN),
+        ("Invalid final delivery userid: a@b.example", Reason.USER_UNKNOWN),
+        ("DNS lookup failure: host mx.b.example not found", Reason.HOST_UNKNOWN),
+        ("The account or domain may not exist, they may be blacklisted, or missing the proper dns entries.", Reason.HOST_UNKNOWN),  # a guess is no block
+        ("Original-recipient: rfc822;a@b.example\nDiagnostic-code: smtp; 550 5.7.1 550 User Unknown", Reason.USER_UNKNOWN),  # a DSN's address type is no RFC
+        ("550 5.1.351 Remote server returned unknown recipient or mailbox unavailable -> 550 : User unknown", Reason.FILTERED),  # no address: a domain filter
+        ("550-REJECTED - Blacklisted URL in message. (example.com) in [black].", Reason.SPAM_DETECTED),  # our content, not our server
+        ("501 <me@ours.example>... no access from mail server [192.0.2.55] which is an open relay.", Reason.BLOCKED),
+        ("<a@b.example>... Deferred: Name server: b.example.: host name lookup failure", Reason.NETWORK_ERROR),
+        ("554 5.7.1 Your message failed several antispam checks (SCORING). Please be sure your mailserver is configured correctly (spf , HELO, PTR)",
+         Reason.SPAM_DETECTED),  # a PTR in a list of advice is not the reason
+        ("550-REJECTED - Server at [b.example] rejected message - 550 550 192.0.2.68 is not allowed to send mail from ours.example", Reason.BLOCKED),
+        ("550 <a@web.de> Benutzer hat zuviele Mails auf dem Server. / User has too many messages on the server.", Reason.MAILBOX_FULL),
+    ],
+)
+def test_wording(text: str, expected: Reason) -> None:
+    assert wording_reason(text) is expected
 
 
 def test_a_group_that_refuses_our_post_is_a_refusal_of_our_sender() -> None:
