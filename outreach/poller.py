@@ -549,6 +549,8 @@ def act(app: App, session: Session, row: InboundMail, found: inb.Classification,
         app.feed_lead(session, lead, eng.Unsubscribed(at=received), running=running)
         _suppress(app, session, lead.email, "unsubscribe" if kind is inb.Kind.UNSUBSCRIBE else "complaint", found.reason, received, match, always=kind is inb.Kind.COMPLAINT, known=known)
         record(session, match.enrollment, received, "unsubscribe" if kind is inb.Kind.UNSUBSCRIBE else "complaint", summary, channel="email", lead_id=lead.id, **data)
+    elif kind is inb.Kind.BULK:  # a newsletter or a list's mail: on the record, and the sequence goes on
+        record(session, match.enrollment, received, "bulk-mail", summary, channel="email", lead_id=lead.id, **data)
     else:
         record(session, match.enrollment, received, "delivery-notice", summary, channel="email", lead_id=lead.id, **data)
 

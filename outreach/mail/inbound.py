@@ -3,9 +3,14 @@
 The order of the tests matters. Delivery reports come first: many bounces carry Auto-Submitted,
 In-Reply-To or References, and would otherwise pass for auto-replies or answers. An opt-out sent
 to our List-Unsubscribe address comes next (mail clients send those automatically), then meeting
-answers, auto-replies, opt-out requests a person wrote, and last a person's reply. Mail from a list
-or a bulk sender (List-Id, List-Unsubscribe, Precedence: list) is never read as an opt-out. Whether a message
-belongs to one of our threads at all is decided later, by thread matching.
+answers, auto-replies, bulk mail, opt-out requests a person wrote, and last a person's reply.
+
+Mail from a list or a bulk sender (List-Id, List-Unsubscribe, Precedence: list, bulk or junk) is
+never read as an opt-out: its "unsubscribe" is a footer's. When it answers no message (no
+In-Reply-To or References, as no newsletter has) it is bulk mail, which stops and pauses nothing;
+when it does, a list relayed a person's answer or an autoresponder marked its notice, and it is
+read as that. Whether a message belongs to one of our threads at all is decided later, by thread
+matching.
 
 Neither function raises, whatever the bytes: the poller must be able to record every message.
 """
@@ -34,6 +39,7 @@ class Kind(enum.StrEnum):
     REPLY = "reply"  # a person answered
     COMPLAINT = "complaint"  # a spam complaint (feedback report)
     DELIVERY_NOTICE = "delivery_notice"  # delivered, relayed, or delayed and still being retried: not a failure
+    BULK = "bulk"  # a newsletter, marketing, a list's traffic: logged, never acted on
 
 
 @dataclass(frozen=True)
@@ -158,7 +164,8 @@ def _classify(mail: _Mail, received: dt.datetime | None, return_date: bool = Tru
     report = reports.detect(mail.msg, text)
     if report is not None:
         return _from_report(report, mail.msg, text)
-    bulk = reply.is_bulk(mail.msg)  # a list's or a bulk sender's "unsubscribe" is its footer, never a request
+    bulk = auto.bulk(mail.msg)
+    answer = bool(mail.inbound.in_reply_to or mail.inbound.references)
     mailto = None if bulk else _mailto_opt_out(mail)
     if mailto is not None:
         return Classification(Kind.UNSUBSCRIBE, reason="opt-out sent to our unsubscribe address", evidence=mailto)
@@ -167,9 +174,11 @@ def _classify(mail: _Mail, received: dt.datetime | None, return_date: bool = Tru
     if meeting is not None:
         evidence = {"detector": "icalendar", "partstat": meeting}
         return Classification(Kind.REPLY, reason=f"meeting {meeting}", new_text=fresh, meeting=meeting, evidence=evidence)
-    automatic = auto.detect(mail.msg, mail.inbound.subject, fresh or text, received or mail.inbound.date)
+    automatic = auto.detect(mail.msg, mail.inbound.subject, fresh or text, received or mail.inbound.date, answer=answer)
     if automatic is not None:
         return _auto_reply(mail, fresh or text, received, automatic, return_date)
+    if bulk is not None and not answer:
+        return Classification(Kind.BULK, reason=f"list or bulk mail ({bulk['header']})", evidence=bulk)
     phrase = None if bulk else reply.opt_out_phrase(fresh)
     if phrase is not None:
         return Classification(Kind.UNSUBSCRIBE, reason=f"asks to stop: {phrase!r}", new_text=fresh,

@@ -14,7 +14,9 @@ BODY = ("Content-Transfer-Encoding", "Content-Disposition", "Content-Description
 
 AUTO_SUBMITTED = "Auto-Submitted"  # RFC 3834: anything but "no" is a machine's
 PRECEDENCE = "Precedence"
-AUTOMATIC_PRECEDENCE = ("auto_reply", "bulk", "junk")  # Precedence values of automatic answers
+# Precedence values of automatic mail: 'auto_reply' always marks an auto-reply; 'bulk' and 'junk'
+# mark one only on an answer (vacation programs set them), else a bulk sender's mail (LIST_PRECEDENCE)
+AUTOMATIC_PRECEDENCE = ("auto_reply", "bulk", "junk")
 # Present (with any value but "no"): the message was sent automatically. Outlook puts
 # X-Auto-Response-Suppress on ordinary mail too, so that one is no evidence and is not here.
 AUTO_REPLY = (

@@ -168,6 +168,22 @@ def test_mail_without_threading_headers_matches_whatever_prefixes_its_client_wro
     assert (rows["<ooo@acme.example>"].kind, rows["<ooo@acme.example>"].matched_by) == ("auto_reply", "lead-subject")
 
 
+def test_a_newsletter_from_the_lead_is_on_the_record_as_bulk_and_the_sequence_goes_on(pipeline: Pipeline, smtp_server: SmtpServer, dovecot: Dovecot) -> None:
+    intro = sent_to(smtp_server, ANANYA)[0]
+    news = "Acme's news this month.\n\nThis is an automated message. To unsubscribe, click here or reply 'remove me'."
+    dovecot.append(PRIYA, "INBOX", answer(intro, news, message_id="<news@acme.example>", threaded=False, subject=str(intro["Subject"]),
+                                          headers={"List-Id": "<news.acme.example>", "List-Unsubscribe": "<https://acme.example/u>", "Precedence": "bulk"}))
+    assert poll_all(pipeline.app)[PRIYA].recorded == {"bulk": 1}
+    [row] = inbound(pipeline)
+    assert (row.kind, row.matched_by, row.evidence["header"]) == ("bulk", "lead-subject", "List-Id")
+    assert enrollment_of(pipeline, ANANYA).phase == "active", "neither an answer nor an absence"
+    with pipeline.app.sessions() as session:
+        assert session.scalars(select(Event.kind).where(Event.data["inbound"].as_integer() == row.id)).all() == ["bulk-mail"]
+        assert session.scalars(select(Suppression.email)).all() == [] and session.scalars(select(Task)).all() == []
+    pipeline.run_until(START + dt.timedelta(days=8))
+    assert len(sent_to(smtp_server, ANANYA)) > 1, "the follow-ups go out"
+
+
 def test_a_hard_bounce_suppresses_and_an_opt_out_reply_closes(pipeline: Pipeline, smtp_server: SmtpServer, dovecot: Dovecot) -> None:
     oliver = next(r.recipients[0] for r in smtp_server.received if r.recipients[0] != ANANYA)  # any other lead mailed so far
     to_oliver = sent_to(smtp_server, oliver)[0]

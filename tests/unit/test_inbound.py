@@ -336,6 +336,44 @@ def test_list_and_bulk_mail_is_never_an_opt_out() -> None:
     assert classify(raw(footer)).kind is Kind.UNSUBSCRIBE  # the same words from a person
 
 
+NEWSLETTER = ("Our December news: three new plans for your team.\n\nThis is an automated message, please do not reply. "
+              "Don't want these any more? Unsubscribe me: one click.")
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [{"Precedence": "bulk"}, {"Precedence": "junk"}, {"Precedence": "list"}, {"List_Id": "<news.client.example>"},
+     {"List_Unsubscribe": "<https://client.example/u/1>"}],
+    ids=lambda h: "-".join(h),
+)
+def test_a_newsletter_is_bulk_mail_neither_an_auto_reply_nor_a_reply_nor_an_opt_out(headers: dict[str, str]) -> None:
+    msg = message(NEWSLETTER, subject="December news", **headers)
+    del msg["In-Reply-To"]
+    result = classify(msg.as_bytes(), received=WEDNESDAY)
+    assert result.kind is Kind.BULK, result
+    assert result.evidence["header"] == next(iter(headers)).replace("_", "-")
+
+
+def test_a_person_answering_through_a_list_is_a_reply() -> None:
+    result = classify(raw("Yes, Tuesday at 10 works for the whole team.", subject="[sales-team] Re: Our proposal",
+                          List_Id="<sales-team.client.example>", Precedence="list"))
+    assert result.kind is Kind.REPLY, result
+
+
+@pytest.mark.parametrize(
+    ("subject", "headers"),
+    [("Re: Our proposal", {"Auto_Submitted": "auto-replied", "Precedence": "bulk"}),
+     ("Out of office: Our proposal", {"Precedence": "bulk"}),
+     ("Re: Our proposal", {"Precedence": "junk", "In_Reply_To": "<proposal-1@ours.example>"})],
+)
+def test_an_autoresponder_that_marks_its_notice_bulk_is_an_auto_reply(subject: str, headers: dict[str, str]) -> None:
+    msg = message("I am away and will read your message when I am back.", subject=subject)
+    del msg["In-Reply-To"]
+    for name, value in headers.items():
+        msg[name.replace("_", "-")] = value
+    assert classify(msg.as_bytes(), received=WEDNESDAY).kind is Kind.AUTO_REPLY
+
+
 def test_the_return_date_can_be_read_later_the_same_as_at_once() -> None:
     from outreach.mail.inbound import read
 
