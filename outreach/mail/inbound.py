@@ -1,7 +1,8 @@
 """Inbound mail: what arrived (parse) and what it means for a sequence (classify). Pure: no I/O, no clock.
 
 The order of the tests matters. Delivery reports come first: many bounces carry Auto-Submitted,
-In-Reply-To or References, and would otherwise pass for auto-replies or answers. An opt-out sent
+In-Reply-To or References, and would otherwise pass for auto-replies or answers. A list server's
+refusal of our message (not a member, a loop) is a bounce too, and comes next. An opt-out sent
 to our List-Unsubscribe address comes next (mail clients send those automatically), then meeting
 answers, auto-replies, bulk mail, opt-out requests a person wrote, and last a person's reply.
 
@@ -25,6 +26,7 @@ from dataclasses import dataclass, field
 from email.message import Message
 
 from outreach.mail import inbound_auto as auto
+from outreach.mail import inbound_lists as lists
 from outreach.mail import inbound_mime as mime
 from outreach.mail import inbound_reply as reply
 from outreach.mail import inbound_reports as reports
@@ -164,7 +166,14 @@ def _classify(mail: _Mail, received: dt.datetime | None, return_date: bool = Tru
     report = reports.detect(mail.msg, text)
     if report is not None:
         return _from_report(report, mail.msg, text)
-    bulk = auto.bulk(mail.msg)
+    refused = lists.refusal(mail.msg, mail.inbound.subject, text)
+    if refused is not None:
+        return Classification(
+            Kind.BOUNCE, reason=f"refused by the list server: {refused.said}", hard=True, recipients=refused.recipients,
+            cause=refused.cause.value, original_message_id=_answered(mail.inbound),
+            evidence={"detector": "list server", "sender": refused.sender},
+        )
+    bulk = lists.bulk(mail.msg)
     answer = bool(mail.inbound.in_reply_to or mail.inbound.references)
     mailto = None if bulk else _mailto_opt_out(mail)
     if mailto is not None:
@@ -197,6 +206,11 @@ def _from_report(report: reports.Report, msg: Message, text: str) -> Classificat
         original_message_id=reports.original_message_id(msg, text),
         evidence=report.evidence,
     )
+
+
+def _answered(inbound: Inbound) -> str | None:
+    """The message a notice answers, by its threading headers."""
+    return inbound.in_reply_to or (inbound.references[-1] if inbound.references else None)
 
 
 def _mailto_opt_out(mail: _Mail) -> dict[str, str] | None:

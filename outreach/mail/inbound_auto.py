@@ -33,6 +33,7 @@ from typing import Literal
 
 from dateparser.search import search_dates
 
+from outreach.mail import inbound_lists as lists
 from outreach.mail import inbound_mime as mime
 from outreach.mail import languages as lang
 from outreach.mail import subjects, vocabulary
@@ -92,7 +93,7 @@ def detect(msg: Message, subject: str, text: str, received: dt.datetime | None =
     message names one it answers (In-Reply-To, References).
 
     'Precedence: bulk' (or junk) marks an answer as automatic, as vacation programs set it; on
-    mail that answers nothing it is a bulk sender's mark (see `bulk`). Bulk mail is not read for
+    mail that answers nothing it is a bulk sender's mark (`inbound_lists.bulk`). Bulk mail is not read for
     a notice's wording either: a newsletter's "this is an automated message" is no auto-reply.
     """
     for name in (vocabulary.AUTO_SUBMITTED, *vocabulary.AUTO_REPLY):
@@ -106,7 +107,7 @@ def detect(msg: Message, subject: str, text: str, received: dt.datetime | None =
     found = _SUBJECT.search(subjects.own_part(subject)) if _SUBJECT else None
     if found:
         return {"subject": found.group(0).strip()}
-    if len(text.strip()) > _WORDING_LIMIT or _QUESTION.search(text) or (not answer and bulk(msg) is not None):
+    if len(text.strip()) > _WORDING_LIMIT or _QUESTION.search(text) or (not answer and lists.bulk(msg) is not None):
         return None
     found = _AUTOMATIC.search(text) if _AUTOMATIC else None
     if found:
@@ -115,17 +116,6 @@ def detect(msg: Message, subject: str, text: str, received: dt.datetime | None =
     if found and _says_more(text, received):
         return {"phrase": found.group(0).strip()}
     return None
-
-
-def bulk(msg: Message) -> dict[str, str] | None:
-    """Evidence that a list or a bulk sender sent the message (List-Id, List-Unsubscribe, List-Post,
-    'Precedence: list|bulk|junk'), or None: a newsletter, marketing, a list's traffic. Its
-    'unsubscribe' is a footer's, never a person's request."""
-    for name in vocabulary.LIST:
-        if msg.get(name) is not None:
-            return {"header": name, "value": mime.header(msg, name)[:100]}
-    precedence = mime.header(msg, vocabulary.PRECEDENCE).lower()
-    return {"header": vocabulary.PRECEDENCE, "value": precedence} if precedence in vocabulary.LIST_PRECEDENCE else None
 
 
 def _says_more(text: str, received: dt.datetime | None) -> bool:

@@ -32,9 +32,11 @@ AUTO_REPLY = (
 # Mail a list or a bulk sender sent: its "unsubscribe" is a footer, never a lead's request.
 LIST = ("List-Id", "List-Unsubscribe", "List-Post")
 LIST_PRECEDENCE = ("list", "bulk", "junk")
+# Set by list software (fml, ezmlm, Mailman; RFC 2369's other fields) on what a list sends, its own notices too
+LIST_SERVER = ("X-MLServer", "Mailing-List", "X-Mailman-Version", "List-Subscribe", "List-Help", "List-Owner")
 APPLE_UNSUBSCRIBE = "X-Apple-Unsubscribe"  # Apple Mail's unsubscribe button, writing to our List-Unsubscribe mailto
 
-AUTOMATIC = (AUTO_SUBMITTED, PRECEDENCE, *AUTO_REPLY, APPLE_UNSUBSCRIBE, *LIST)  # what the classifier reads before the body
+AUTOMATIC = (AUTO_SUBMITTED, PRECEDENCE, *AUTO_REPLY, APPLE_UNSUBSCRIBE, *LIST, *LIST_SERVER)  # what the classifier reads before the body
 FETCHED = (*THREADING, *SENDERS, *RECIPIENTS, *IDENTITY, *REPORT, *AUTOMATIC)  # what the poller reads of every new message
 
 
