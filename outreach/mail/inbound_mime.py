@@ -72,7 +72,7 @@ def _mend(msg: Message) -> None:
             continue
         body = part.get_payload(decode=True)  # as it came: the text form has its 8-bit bytes replaced
         found = _DELIMITER.search(body) if isinstance(body, bytes) else None
-        if found is None:
+        if found is None or not isinstance(body, bytes):
             continue
         head = f'Content-Type: multipart/{part.get_content_subtype()}; boundary="'.encode() + found.group(1) + b'"\n\n'
         try:
