@@ -8,9 +8,9 @@ answers, auto-replies, bulk mail, opt-out requests a person wrote, and last a pe
 
 Mail from a list or a bulk sender (List-Id, List-Unsubscribe, Precedence: list, bulk or junk) is
 never read as an opt-out: its "unsubscribe" is a footer's. When it answers no message (no
-In-Reply-To or References, as no newsletter has) it is bulk mail, which stops and pauses nothing;
-when it does, a list relayed a person's answer or an autoresponder marked its notice, and it is
-read as that. Whether a message belongs to one of our threads at all is decided later, by thread
+In-Reply-To or References, as no newsletter has, nor the null return path of an automatic
+response) it is bulk mail, which stops and pauses nothing; when it does, a list relayed a
+person's answer or an autoresponder marked its notice, and it is read as that. Whether a message belongs to one of our threads at all is decided later, by thread
 matching.
 
 Neither function raises, whatever the bytes: the poller must be able to record every message.
@@ -174,7 +174,7 @@ def _classify(mail: _Mail, received: dt.datetime | None, return_date: bool = Tru
             evidence={"detector": "list server", "sender": refused.sender},
         )
     bulk = lists.bulk(mail.msg)
-    answer = bool(mail.inbound.in_reply_to or mail.inbound.references)
+    answer = _responds(mail)
     mailto = None if bulk else _mailto_opt_out(mail)
     if mailto is not None:
         return Classification(Kind.UNSUBSCRIBE, reason="opt-out sent to our unsubscribe address", evidence=mailto)
@@ -206,6 +206,15 @@ def _from_report(report: reports.Report, msg: Message, text: str) -> Classificat
         original_message_id=reports.original_message_id(msg, text),
         evidence=report.evidence,
     )
+
+
+def _responds(mail: _Mail) -> bool:
+    """Whether the message answers another: it names one (In-Reply-To, References), or it came
+    with the null return path automatic responses are sent with (RFC 3834), which no bulk sender
+    uses, since it wants its bounces back."""
+    if mail.inbound.in_reply_to or mail.inbound.references:
+        return True
+    return mail.msg.get("Return-Path") is not None and mime.header(mail.msg, "Return-Path").strip("<> ") == ""
 
 
 def _answered(inbound: Inbound) -> str | None:

@@ -364,7 +364,8 @@ def test_a_person_answering_through_a_list_is_a_reply() -> None:
     ("subject", "headers"),
     [("Re: Our proposal", {"Auto_Submitted": "auto-replied", "Precedence": "bulk"}),
      ("Out of office: Our proposal", {"Precedence": "bulk"}),
-     ("Re: Our proposal", {"Precedence": "junk", "In_Reply_To": "<proposal-1@ours.example>"})],
+     ("Re: Our proposal", {"Precedence": "junk", "In_Reply_To": "<proposal-1@ours.example>"}),
+     ("Thank you for your e-mail", {"Precedence": "bulk", "Return_Path": "<>"})],  # RFC 3834's null return path
 )
 def test_an_autoresponder_that_marks_its_notice_bulk_is_an_auto_reply(subject: str, headers: dict[str, str]) -> None:
     msg = message("I am away and will read your message when I am back.", subject=subject)
