@@ -48,7 +48,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session, joinedload
 
-from outreach import metrics
+from outreach import bounces, metrics
 from outreach.clock import ensure_utc
 from outreach.context import person_context
 from outreach.db.batch import assign_ids, is_postgres
@@ -679,7 +679,8 @@ def _bounce(app: App, session: Session, message: Message, now: dt.datetime, exc:
     """The server refused the recipient at send time. As with a bounce report, its reason decides,
     not its first digit: a dead address is suppressed and the lead's sequence stops; a refusal about
     us (a block list, our domain's authentication, a policy) keeps the lead and holds its sequence on
-    a task for the owner; a mailbox that cannot take mail now fails this step only."""
+    a task for the owner; a mailbox that cannot take mail now fails this step only, and counts as a
+    soft bounce (the third suppresses, as it does for reports)."""
     from outreach.poller import refused  # the inbound path opens the same task for a report's refusal
 
     enrollment = message.enrollment
@@ -691,16 +692,18 @@ def _bounce(app: App, session: Session, message: Message, now: dt.datetime, exc:
     message.status = "failed"
     message.sent_at = None
     message.error = str(exc)
-    if effect is Effect.SUPPRESS:
+    soft = bounces.so_far(session, enrollment.lead_id) + 1 if effect is Effect.SOFT else 0
+    if effect is Effect.SUPPRESS or soft >= bounces.LIMIT:
         app.feed(session, enrollment, eng.Bounced(at=now, hard=True))
         if seq.on_bounce == "suppress":
             suppress(session, exc.recipient.lower(), "bounce", reply, now)
-        _log_event(session, message, now, "bounce", f"refused at send time ({reason.value}): {reply}; the address is suppressed", code=exc.code, cause=reason.value, effect=effect.value)
+        outcome = "the address is suppressed" if effect is Effect.SUPPRESS else f"{soft} soft bounces in a row: the address is suppressed"
+        _log_event(session, message, now, "bounce", f"refused at send time ({reason.value}): {reply}; {outcome}", code=exc.code, cause=reason.value, effect=effect.value)
     elif effect is Effect.TASK:
         _log_event(session, message, now, "bounce", f"refused at send time ({reason.value}): {reply}; not the address's fault: the lead stays; a task for the owner", code=exc.code, cause=reason.value, effect=effect.value)
         refused(app, session, enrollment, enrollment.lead, reason, reply, f"refused:{message.id}", now, message=message.id)
     else:
-        _log_event(session, message, now, "bounce", f"refused at send time ({reason.value}): {reply}; this step failed, the lead stays", code=exc.code, cause=reason.value, effect=effect.value)
+        _log_event(session, message, now, "bounce", f"refused at send time ({reason.value}): {reply}; soft bounce {soft} of {bounces.LIMIT}: this step failed, the lead stays", code=exc.code, cause=reason.value, effect=effect.value)
     return Outcome.BOUNCED
 
 

@@ -28,7 +28,7 @@ from typing import Any
 from sqlalchemy import case, func, select, update
 from sqlalchemy.orm import Session, load_only, selectinload
 
-from outreach import metrics
+from outreach import bounces, metrics
 from outreach.config import MailboxConfig
 from outreach.db.batch import among, assign_ids
 from outreach.db.models import (
@@ -63,7 +63,6 @@ BODY_LIMIT = 1024 * 1024  # bytes of a message read: every text part and report,
 BODY_BUDGET = 32 * BODY_LIMIT  # bytes of bodies a part holds (two are held at once): a chunk with more is recorded in parts
 IDLE_TURN = 5.0  # seconds per IDLE turn
 IDLE_LINE = 60.0  # seconds: a pass that found nothing is told at most this often
-SOFT_BOUNCE_LIMIT = 3  # soft bounces to one address (a full mailbox, a suspended account ...) before it is suppressed
 THREAD_SPAN = dt.timedelta(days=120)  # how long after our last message a subject-only match still counts
 _FREE_MAIL = frozenset({"gmail.com", "googlemail.com", "yahoo.com", "hotmail.com", "outlook.com", "live.com", "aol.com", "icloud.com", "me.com", "proton.me", "protonmail.com", "gmx.de", "gmx.net", "web.de", "mail.ru", "yandex.ru", "qq.com", "163.com", "rediffmail.com"})
 
@@ -504,19 +503,20 @@ class Known:
     running: dict[int, list[Enrollment]]  # lead id -> its running enrollments
     bounces: dict[int, dict[int, bool]]  # lead id -> {inbound id: counts as soft} of its bounces, this chunk's too
     suppressed: set[str]  # of the leads' addresses, those never to be mailed again (grows as the chunk is acted on)
+    refused: dict[int, int] = field(default_factory=dict)  # lead id -> its soft refusals at send time
 
 
 def _known(session: Session, rows: list[tuple[InboundMail, Match]]) -> Known:
     """In three queries, after the chunk's rows are flushed: the leads' running enrollments, their bounces and suppressions."""
     leads = {match.lead.id: match.lead for _, match in rows}
     bouncing = {match.lead.id for row, match in rows if row.kind == "bounce"}
-    bounces: dict[int, dict[int, bool]] = {lead_id: {} for lead_id in bouncing}
+    reported: dict[int, dict[int, bool]] = {lead_id: {} for lead_id in bouncing}
     if bouncing:
         for key, lead_id, evidence in session.execute(select(InboundMail.id, InboundMail.lead_id, InboundMail.evidence).where(InboundMail.lead_id.in_(bouncing), InboundMail.kind == "bounce")):
-            bounces[lead_id][key] = _was_soft(evidence or {})
+            reported[lead_id][key] = bounces.counts_as_soft(evidence or {})
     emails = {lead.email for lead in leads.values()}
     suppressed = set(session.scalars(select(Suppression.email).where(among(session, Suppression.email, emails)))) if emails else set()
-    return Known(running_enrollments(session, set(leads)), bounces, suppressed)
+    return Known(running_enrollments(session, set(leads)), reported, suppressed, bounces.refused_at_send(session, bouncing))
 
 
 def act(app: App, session: Session, row: InboundMail, found: inb.Classification, match: Match, received: dt.datetime, *, known: Known | None = None) -> None:
@@ -549,6 +549,8 @@ def act(app: App, session: Session, row: InboundMail, found: inb.Classification,
         app.feed_lead(session, lead, eng.Unsubscribed(at=received), running=running)
         _suppress(app, session, lead.email, "unsubscribe" if kind is inb.Kind.UNSUBSCRIBE else "complaint", found.reason, received, match, always=kind is inb.Kind.COMPLAINT, known=known)
         record(session, match.enrollment, received, "unsubscribe" if kind is inb.Kind.UNSUBSCRIBE else "complaint", summary, channel="email", lead_id=lead.id, **data)
+    elif kind is inb.Kind.BULK:  # a newsletter or a list's mail: on the record, and the sequence goes on
+        record(session, match.enrollment, received, "bulk-mail", summary, channel="email", lead_id=lead.id, **data)
     else:
         record(session, match.enrollment, received, "delivery-notice", summary, channel="email", lead_id=lead.id, **data)
 
@@ -566,11 +568,11 @@ def _bounced(app: App, session: Session, row: InboundMail, found: inb.Classifica
     if known is not None:
         known.bounces.setdefault(lead.id, {})[row.id] = effect is Effect.SOFT
     soft = _soft_bounces_before(session, lead, row, known) + 1 if effect is Effect.SOFT else 0
-    suppressing = effect is Effect.SUPPRESS or soft >= SOFT_BOUNCE_LIMIT
+    suppressing = effect is Effect.SUPPRESS or soft >= bounces.LIMIT
     if suppressing:
         outcome = "the address is suppressed" if effect is Effect.SUPPRESS else f"{soft} soft bounces in a row: the address is suppressed"
     elif effect is Effect.SOFT:
-        outcome = f"soft bounce {soft} of {SOFT_BOUNCE_LIMIT}"
+        outcome = f"soft bounce {soft} of {bounces.LIMIT}"
     else:
         outcome = "not the address's fault: the lead stays; a task for the owner"
     record(session, match.enrollment, received, "bounce", f"{_summary(found, row)}; {outcome}", channel="email", lead_id=lead.id, hard=suppressing, status=found.status, cause=reason.value, effect=effect.value, **data)
@@ -597,19 +599,10 @@ def refused(app: App, session: Session, enrollment: Enrollment | None, lead: Lea
 
 
 def _soft_bounces_before(session: Session, lead: Lead, row: InboundMail, known: Known | None) -> int:
-    """The lead's soft bounces recorded before this one."""
+    """The lead's soft bounces recorded before this one: reports read before it, and refusals at send time."""
     if known is not None:
-        return sum(1 for key, soft in known.bounces.get(lead.id, {}).items() if key < row.id and soft)
-    earlier = session.scalars(select(InboundMail.evidence).where(InboundMail.lead_id == lead.id, InboundMail.kind == "bounce", InboundMail.id < row.id))
-    return sum(1 for evidence in earlier if _was_soft(evidence or {}))
-
-
-def _was_soft(evidence: dict[str, Any]) -> bool:
-    """Whether a recorded bounce counts towards suppression as soft: as it was acted on; bounces
-    recorded before reasons were read count by their status class."""
-    if "effect" in evidence:
-        return bool(evidence["effect"] == Effect.SOFT.value)
-    return not evidence.get("hard")
+        return sum(1 for key, soft in known.bounces.get(lead.id, {}).items() if key < row.id and soft) + known.refused.get(lead.id, 0)
+    return bounces.reported(session, lead.id, before=row.id) + bounces.refused_at_send(session, (lead.id,)).get(lead.id, 0)
 
 
 def _suppress(app: App, session: Session, email: str, reason: str, source: str, at: dt.datetime, match: Match, *, always: bool = False, known: Known | None = None) -> None:

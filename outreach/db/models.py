@@ -276,7 +276,7 @@ class InboundMail(Base):
     mailbox_id: Mapped[int | None] = mapped_column(ForeignKey("mailbox.id"))
     folder: Mapped[str] = mapped_column(String(200), default="INBOX")
     uid: Mapped[int | None] = mapped_column(BigInteger)
-    kind: Mapped[str] = mapped_column(String(32))  # reply | auto_reply | bounce | unsubscribe | complaint | delivery_notice | own_reply | quarantined
+    kind: Mapped[str] = mapped_column(String(32))  # reply | auto_reply | bounce | unsubscribe | complaint | delivery_notice | bulk | own_reply | quarantined
     lead_id: Mapped[int | None] = mapped_column(ForeignKey("lead.id", ondelete="SET NULL"))
     enrollment_id: Mapped[int | None] = mapped_column(ForeignKey("enrollment.id", ondelete="SET NULL"))
     thread_id: Mapped[int | None] = mapped_column(ForeignKey("thread.id", ondelete="SET NULL"))

@@ -1,11 +1,17 @@
 """Inbound mail: what arrived (parse) and what it means for a sequence (classify). Pure: no I/O, no clock.
 
 The order of the tests matters. Delivery reports come first: many bounces carry Auto-Submitted,
-In-Reply-To or References, and would otherwise pass for auto-replies or answers. An opt-out sent
+In-Reply-To or References, and would otherwise pass for auto-replies or answers. A list server's
+refusal of our message (not a member, a loop) is a bounce too, and comes next. An opt-out sent
 to our List-Unsubscribe address comes next (mail clients send those automatically), then meeting
-answers, auto-replies, opt-out requests a person wrote, and last a person's reply. Mail from a list
-or a bulk sender (List-Id, List-Unsubscribe, Precedence: list) is never read as an opt-out. Whether a message
-belongs to one of our threads at all is decided later, by thread matching.
+answers, auto-replies, bulk mail, opt-out requests a person wrote, and last a person's reply.
+
+Mail from a list or a bulk sender (List-Id, List-Unsubscribe, Precedence: list, bulk or junk) is
+never read as an opt-out: its "unsubscribe" is a footer's. When it answers no message (no
+In-Reply-To or References, as no newsletter has, nor the null return path of an automatic
+response) it is bulk mail, which stops and pauses nothing; when it does, a list relayed a
+person's answer or an autoresponder marked its notice, and it is read as that. Whether a message belongs to one of our threads at all is decided later, by thread
+matching.
 
 Neither function raises, whatever the bytes: the poller must be able to record every message.
 """
@@ -20,6 +26,7 @@ from dataclasses import dataclass, field
 from email.message import Message
 
 from outreach.mail import inbound_auto as auto
+from outreach.mail import inbound_lists as lists
 from outreach.mail import inbound_mime as mime
 from outreach.mail import inbound_reply as reply
 from outreach.mail import inbound_reports as reports
@@ -34,6 +41,7 @@ class Kind(enum.StrEnum):
     REPLY = "reply"  # a person answered
     COMPLAINT = "complaint"  # a spam complaint (feedback report)
     DELIVERY_NOTICE = "delivery_notice"  # delivered, relayed, or delayed and still being retried: not a failure
+    BULK = "bulk"  # a newsletter, marketing, a list's traffic: logged, never acted on
 
 
 @dataclass(frozen=True)
@@ -158,7 +166,15 @@ def _classify(mail: _Mail, received: dt.datetime | None, return_date: bool = Tru
     report = reports.detect(mail.msg, text)
     if report is not None:
         return _from_report(report, mail.msg, text)
-    bulk = reply.is_bulk(mail.msg)  # a list's or a bulk sender's "unsubscribe" is its footer, never a request
+    refused = lists.refusal(mail.msg, mail.inbound.subject, text)
+    if refused is not None:
+        return Classification(
+            Kind.BOUNCE, reason=f"refused by the list server: {refused.said}", hard=True, recipients=refused.recipients,
+            cause=refused.cause.value, original_message_id=_answered(mail.inbound),
+            evidence={"detector": "list server", "sender": refused.sender},
+        )
+    bulk = lists.bulk(mail.msg)
+    answer = _responds(mail)
     mailto = None if bulk else _mailto_opt_out(mail)
     if mailto is not None:
         return Classification(Kind.UNSUBSCRIBE, reason="opt-out sent to our unsubscribe address", evidence=mailto)
@@ -167,9 +183,11 @@ def _classify(mail: _Mail, received: dt.datetime | None, return_date: bool = Tru
     if meeting is not None:
         evidence = {"detector": "icalendar", "partstat": meeting}
         return Classification(Kind.REPLY, reason=f"meeting {meeting}", new_text=fresh, meeting=meeting, evidence=evidence)
-    automatic = auto.detect(mail.msg, mail.inbound.subject, fresh or text, received or mail.inbound.date)
+    automatic = auto.detect(mail.msg, mail.inbound.subject, fresh or text, received or mail.inbound.date, answer=answer)
     if automatic is not None:
         return _auto_reply(mail, fresh or text, received, automatic, return_date)
+    if bulk is not None and not answer:
+        return Classification(Kind.BULK, reason=f"list or bulk mail ({bulk['header']})", evidence=bulk)
     phrase = None if bulk else reply.opt_out_phrase(fresh)
     if phrase is not None:
         return Classification(Kind.UNSUBSCRIBE, reason=f"asks to stop: {phrase!r}", new_text=fresh,
@@ -188,6 +206,20 @@ def _from_report(report: reports.Report, msg: Message, text: str) -> Classificat
         original_message_id=reports.original_message_id(msg, text),
         evidence=report.evidence,
     )
+
+
+def _responds(mail: _Mail) -> bool:
+    """Whether the message answers another: it names one (In-Reply-To, References), or it came
+    with the null return path automatic responses are sent with (RFC 3834), which no bulk sender
+    uses, since it wants its bounces back."""
+    if mail.inbound.in_reply_to or mail.inbound.references:
+        return True
+    return mail.msg.get("Return-Path") is not None and mime.header(mail.msg, "Return-Path").strip("<> ") == ""
+
+
+def _answered(inbound: Inbound) -> str | None:
+    """The message a notice answers, by its threading headers."""
+    return inbound.in_reply_to or (inbound.references[-1] if inbound.references else None)
 
 
 def _mailto_opt_out(mail: _Mail) -> dict[str, str] | None:

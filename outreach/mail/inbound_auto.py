@@ -33,6 +33,7 @@ from typing import Literal
 
 from dateparser.search import search_dates
 
+from outreach.mail import inbound_lists as lists
 from outreach.mail import inbound_mime as mime
 from outreach.mail import languages as lang
 from outreach.mail import subjects, vocabulary
@@ -86,21 +87,27 @@ _DOTTED = re.compile(r"(?<![\d.])(\d{1,2})\.(\d{1,2})\.(?!\d)")  # "21.12.", whi
 _CJK_DAY = re.compile(r"(?<![\d年])(\d{1,2})月(\d{1,2})日")  # "12月21日", which dateparser's Chinese misreads
 
 
-def detect(msg: Message, subject: str, text: str, received: dt.datetime | None = None) -> dict[str, str] | None:
+def detect(msg: Message, subject: str, text: str, received: dt.datetime | None = None, *, answer: bool = True) -> dict[str, str] | None:
     """Evidence that the message was sent automatically in answer to ours, or None. `received`
-    anchors the return date a notice without headers may state ("back on Monday")."""
+    anchors the return date a notice without headers may state ("back on Monday"). `answer`: the
+    message names one it answers (In-Reply-To, References).
+
+    'Precedence: bulk' (or junk) marks an answer as automatic, as vacation programs set it; on
+    mail that answers nothing it is a bulk sender's mark (`inbound_lists.bulk`). Bulk mail is not read for
+    a notice's wording either: a newsletter's "this is an automated message" is no auto-reply.
+    """
     for name in (vocabulary.AUTO_SUBMITTED, *vocabulary.AUTO_REPLY):
         if msg.get(name) is not None:
             value = mime.header(msg, name)
             if vocabulary.is_automatic_value(value):
                 return {"header": name, "value": value.split(";", 1)[0].strip().lower() if name == vocabulary.AUTO_SUBMITTED else value[:100]}
     precedence = mime.header(msg, vocabulary.PRECEDENCE).lower()
-    if precedence in vocabulary.AUTOMATIC_PRECEDENCE:
+    if precedence in vocabulary.AUTOMATIC_PRECEDENCE and (answer or precedence not in vocabulary.LIST_PRECEDENCE):
         return {"header": vocabulary.PRECEDENCE, "value": precedence}
     found = _SUBJECT.search(subjects.own_part(subject)) if _SUBJECT else None
     if found:
         return {"subject": found.group(0).strip()}
-    if len(text.strip()) > _WORDING_LIMIT or _QUESTION.search(text):
+    if len(text.strip()) > _WORDING_LIMIT or _QUESTION.search(text) or (not answer and lists.bulk(msg) is not None):
         return None
     found = _AUTOMATIC.search(text) if _AUTOMATIC else None
     if found:

@@ -30,6 +30,9 @@ _MSGID = re.compile(r"<([^<>\s]+)>")
 _SPACE = re.compile(r"\s+")
 _MARKDOWN_ESCAPE = re.compile(r"\\([\\`*_{}\[\]()#+\-.!|>])")  # html2text writes Markdown; we want text
 _BLANK_LINES = re.compile(r"\n[^\S\n]*(\n[^\S\n]*)+\n")  # empty <div>s and <br>s pile up blank lines
+# a line that opens a part: '--' and a boundary (at most 70 characters, RFC 2046), then the part's header
+_DELIMITER = re.compile(rb"^--([^\s\"]{1,70}?)[ \t]*\r?\n(?=[\w-]+:)", re.MULTILINE)
+_MENDS = 20  # damaged multiparts mended in one message, at most: each mend parses its body again
 ADDRESS = re.compile(r"[^@\s\"<>(),;:\[\]{}]+@[^@\s\"<>(),;:\[\]{}]+")
 
 
@@ -50,10 +53,35 @@ POLICY = _RawHeaders()
 def load(raw: bytes) -> Message:
     """The MIME tree of a message; on a structure the parser cannot walk, its headers alone."""
     try:
-        return BytesParser(policy=POLICY).parsebytes(raw[:PARSE_LIMIT])
+        msg = BytesParser(policy=POLICY).parsebytes(raw[:PARSE_LIMIT])
     except RecursionError:  # parts nested thousands deep exhaust the parser's recursion
         head = re.split(rb"\r?\n\r?\n", raw[:PARSE_LIMIT], maxsplit=1)[0].decode("utf-8", "surrogateescape")
         return HeaderParser(policy=POLICY).parsestr(head, headersonly=True)
+    _mend(msg)
+    return msg
+
+
+def _mend(msg: Message) -> None:
+    """Split the multiparts whose declared boundary is not in their body (or that declare none) at
+    the delimiter their body does use, if it uses one: mail clients and gateways that rewrite a
+    message sometimes change one and not the other. Left alone, such a part's body is one string,
+    MIME headers and encoded text included."""
+    mended = 0
+    for part in parts(msg):  # walks into the parts a mend finds, so nested damage is mended too
+        if part.get_content_maintype() != "multipart" or not isinstance(part.get_payload(), str) or mended >= _MENDS:
+            continue
+        body = part.get_payload(decode=True)  # as it came: the text form has its 8-bit bytes replaced
+        found = _DELIMITER.search(body) if isinstance(body, bytes) else None
+        if found is None or not isinstance(body, bytes):
+            continue
+        head = f'Content-Type: multipart/{part.get_content_subtype()}; boundary="'.encode() + found.group(1) + b'"\n\n'
+        try:
+            split = BytesParser(policy=POLICY).parsebytes(head + body)
+        except RecursionError:
+            continue
+        if isinstance(split.get_payload(), list):
+            part.set_payload(split.get_payload())
+            mended += 1
 
 
 def unmangle(value: str) -> str:
@@ -212,7 +240,7 @@ def html_to_text(html: str) -> str:
     converter.unicode_snob = True
     try:
         text = converter.handle(html[:HTML_LIMIT])
-    except Exception:  # html2text trips on some malformed markup; fall back to dropping the tags
+    except Exception:  # noqa: BLE001 - html2text trips on some malformed markup; fall back to dropping the tags
         return re.sub(r"<[^>]*>", " ", html[:HTML_LIMIT])
     return _BLANK_LINES.sub("\n\n", _MARKDOWN_ESCAPE.sub(r"\1", text))
 
@@ -230,7 +258,6 @@ def text_body(msg: Message) -> tuple[str, str]:
             html = part
     if html is not None:
         return html_to_text(decode(html)), "html"
-    payload = msg.get_payload()
-    if isinstance(payload, str):  # a multipart whose boundary is not found: its body is all there is
-        return unmangle(payload[:TEXT_LIMIT]), "plain"
+    if isinstance(msg.get_payload(), str):  # a multipart with no part found in its body: the body is all there is
+        return decode(msg), "plain"
     return "", "plain"

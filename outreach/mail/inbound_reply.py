@@ -19,7 +19,6 @@ from icalendar import Calendar
 
 from outreach.mail import inbound_mime as mime
 from outreach.mail import languages as lang
-from outreach.mail import vocabulary
 
 log = logging.getLogger(__name__)
 
@@ -284,13 +283,6 @@ def opt_out_phrase(text: str) -> str | None:
 def _requests(codes: tuple[str, ...]) -> re.Pattern[str] | None:
     """The opt-out rows of these languages: only those whose stems a text holds are worth its time."""
     return lang.pattern("opt_out", languages=tuple(language for language in lang.LANGUAGES if language.code in codes), named=True)
-
-
-def is_bulk(msg: Message) -> bool:
-    """Mail from a list or a bulk sender: its 'unsubscribe' is a footer's, never a person's request."""
-    if any(msg.get(name) is not None for name in vocabulary.LIST):
-        return True
-    return mime.header(msg, vocabulary.PRECEDENCE).lower() in vocabulary.LIST_PRECEDENCE
 
 
 # -- meeting answers ----------------------------------------------------------------------------

@@ -17,7 +17,9 @@ BODY = ("Content-Transfer-Encoding", "Content-Disposition", "Content-Description
 
 AUTO_SUBMITTED = "Auto-Submitted"  # RFC 3834: anything but "no" is a machine's
 PRECEDENCE = "Precedence"
-AUTOMATIC_PRECEDENCE = ("auto_reply", "bulk", "junk")  # Precedence values of automatic answers
+# Precedence values of automatic mail: 'auto_reply' always marks an auto-reply; 'bulk' and 'junk'
+# mark one only on an answer (vacation programs set them), else a bulk sender's mail (LIST_PRECEDENCE)
+AUTOMATIC_PRECEDENCE = ("auto_reply", "bulk", "junk")
 # Present (with any value but "no"): the message was sent automatically. Outlook puts
 # X-Auto-Response-Suppress on ordinary mail too, so that one is no evidence and is not here.
 AUTO_REPLY = (
@@ -33,9 +35,11 @@ AUTO_REPLY = (
 # Mail a list or a bulk sender sent: its "unsubscribe" is a footer, never a lead's request.
 LIST = ("List-Id", "List-Unsubscribe", "List-Post")
 LIST_PRECEDENCE = ("list", "bulk", "junk")
+# Set by list software (fml, ezmlm, Mailman; RFC 2369's other fields) on what a list sends, its own notices too
+LIST_SERVER = ("X-MLServer", "Mailing-List", "X-Mailman-Version", "List-Subscribe", "List-Help", "List-Owner")
 APPLE_UNSUBSCRIBE = "X-Apple-Unsubscribe"  # Apple Mail's unsubscribe button, writing to our List-Unsubscribe mailto
 
-AUTOMATIC = (AUTO_SUBMITTED, PRECEDENCE, *AUTO_REPLY, APPLE_UNSUBSCRIBE, *LIST)  # what the classifier reads before the body
+AUTOMATIC = (AUTO_SUBMITTED, PRECEDENCE, *AUTO_REPLY, APPLE_UNSUBSCRIBE, *LIST, *LIST_SERVER)  # what the classifier reads before the body
 FETCHED = (*THREADING, *SENDERS, *RECIPIENTS, *IDENTITY, *REPORT, *AUTOMATIC)  # what the poller reads of every new message
 
 

@@ -15,13 +15,13 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from outreach.db.models import Enrollment, Event, FolderCursor, InboundMail, Suppression, Task
+from outreach.db.models import Enrollment, Event, FolderCursor, InboundMail, Message, Suppression, Task
 from outreach.mail.reader import FolderReader
 from outreach.mail.transport import TemporaryFailure
 from outreach.poller import MailboxPoller, poll_all
 from tests import corpus
 from tests.pipeline import Pipeline, pipeline_with_leads
-from tests.servers import Dovecot, SmtpServer
+from tests.servers import Dovecot, Faults, SmtpServer
 
 UTC = dt.timezone.utc
 START = dt.datetime(2026, 11, 23, 3, 0, tzinfo=UTC)  # Monday 08:30 in India
@@ -166,6 +166,22 @@ def test_mail_without_threading_headers_matches_whatever_prefixes_its_client_wro
     rows = {row.message_id: row for row in inbound(pipeline)}
     assert (rows["<answer-1@acme.example>"].kind, rows["<answer-1@acme.example>"].matched_by) == ("reply", "lead-subject")
     assert (rows["<ooo@acme.example>"].kind, rows["<ooo@acme.example>"].matched_by) == ("auto_reply", "lead-subject")
+
+
+def test_a_newsletter_from_the_lead_is_on_the_record_as_bulk_and_the_sequence_goes_on(pipeline: Pipeline, smtp_server: SmtpServer, dovecot: Dovecot) -> None:
+    intro = sent_to(smtp_server, ANANYA)[0]
+    news = "Acme's news this month.\n\nThis is an automated message. To unsubscribe, click here or reply 'remove me'."
+    dovecot.append(PRIYA, "INBOX", answer(intro, news, message_id="<news@acme.example>", threaded=False, subject=str(intro["Subject"]),
+                                          headers={"List-Id": "<news.acme.example>", "List-Unsubscribe": "<https://acme.example/u>", "Precedence": "bulk"}))
+    assert poll_all(pipeline.app)[PRIYA].recorded == {"bulk": 1}
+    [row] = inbound(pipeline)
+    assert (row.kind, row.matched_by, row.evidence["header"]) == ("bulk", "lead-subject", "List-Id")
+    assert enrollment_of(pipeline, ANANYA).phase == "active", "neither an answer nor an absence"
+    with pipeline.app.sessions() as session:
+        assert session.scalars(select(Event.kind).where(Event.data["inbound"].as_integer() == row.id)).all() == ["bulk-mail"]
+        assert session.scalars(select(Suppression.email)).all() == [] and session.scalars(select(Task)).all() == []
+    pipeline.run_until(START + dt.timedelta(days=8))
+    assert len(sent_to(smtp_server, ANANYA)) > 1, "the follow-ups go out"
 
 
 def test_a_hard_bounce_suppresses_and_an_opt_out_reply_closes(pipeline: Pipeline, smtp_server: SmtpServer, dovecot: Dovecot) -> None:
@@ -353,6 +369,28 @@ def test_soft_bounces_count_and_the_third_suppresses(pipeline: Pipeline, smtp_se
             suppressed = session.scalars(select(Suppression.email)).all()
         assert suppressed == ([ANANYA] if n == 2 else []), (n, [(r.kind, r.matched_by, r.evidence) for r in inbound(pipeline)])
     assert [r.evidence.get("hard") for r in inbound(pipeline)] == [False, False, False]
+    assert enrollment_of(pipeline, ANANYA).phase == "stopped"
+
+
+def test_a_soft_refusal_at_send_time_and_soft_bounce_reports_count_together(pipeline: Pipeline, smtp_server: SmtpServer, dovecot: Dovecot) -> None:
+    intro = sent_to(smtp_server, ANANYA)[0]
+    smtp_server.handler.set_faults(Faults(refuse_with={ANANYA: f"552 5.2.2 <{ANANYA}>: Mailbox full"}))
+    statuses: list[str] = []
+    for hours in range(6, 24 * 8, 6):  # until the next step is refused: the first soft bounce
+        pipeline.run_until(START + dt.timedelta(hours=hours))
+        with pipeline.app.sessions() as session:
+            statuses = list(session.scalars(select(Message.status).where(Message.recipient == ANANYA).order_by(Message.id)))
+        if "failed" in statuses:
+            break
+    assert statuses == ["sent", "failed"]
+    for n in range(2):
+        dovecot.append(PRIYA, "INBOX", dsn(intro, n))
+        poll_all(pipeline.app)
+        with pipeline.app.sessions() as session:
+            assert session.scalars(select(Suppression.email)).all() == ([ANANYA] if n == 1 else []), n
+    with pipeline.app.sessions() as session:
+        lines = session.scalars(select(Event.key_points).where(Event.kind == "bounce", Event.data["inbound"].as_integer().is_not(None)).order_by(Event.id)).all()
+    assert [line.rsplit("; ", 1)[-1] for line in lines] == ["soft bounce 2 of 3", "3 soft bounces in a row: the address is suppressed"]
     assert enrollment_of(pipeline, ANANYA).phase == "stopped"
 
 

@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import select
 
-from outreach.db.models import Enrollment, Event, Message, Suppression, Task
+from outreach.db.models import Enrollment, Event, Lead, Message, Suppression, Task
 from outreach.sequences.calendar import country_holidays
 from tests.pipeline import Pipeline, make_workspace
 from tests.servers import Dovecot, Faults, SmtpServer
@@ -182,6 +182,28 @@ def test_a_refusal_at_send_time_acts_by_its_reason_not_its_first_digit(pipeline:
         assert len(tried) >= 2 and {m.status for m in tried} == {"failed"}, "a full mailbox fails each step alone; the next one is tried"
         assert all("552" in (m.error or "") for m in tried)
         assert session.get(Enrollment, tried[0].enrollment_id).phase == "active"  # type: ignore[union-attr]
+
+
+def test_soft_refusals_at_send_time_count_like_soft_bounces_and_the_third_suppresses(pipeline: Pipeline, smtp_server: SmtpServer) -> None:
+    full = "ananya.rao@acme.example"
+    smtp_server.handler.set_faults(Faults(refuse_with={full: FULL.format(full)}))
+    enroll_all(pipeline)
+    seen: dict[int, tuple[list[str], str]] = {}  # refusals so far -> (suppressed addresses, the enrollment's phase)
+    for day in range(1, 46):
+        pipeline.run_until(START + dt.timedelta(days=day))
+        with pipeline.app.sessions() as session:
+            tried = session.scalars(select(Message).where(Message.recipient == full)).all()
+            phase = session.get(Enrollment, tried[0].enrollment_id).phase  # type: ignore[union-attr]
+            seen.setdefault(len(tried), (list(session.scalars(select(Suppression.email))), phase))
+    assert full not in by_recipient(smtp_server)
+    assert seen[2] == ([], "active"), "two soft refusals: the lead stays"
+    assert max(seen) == 3 and seen[3] == ([full], "stopped"), "the third suppresses, and nothing more is tried"
+    with pipeline.app.sessions() as session:
+        lines = session.scalars(select(Event.key_points).where(Event.lead_id == select(Lead.id).where(Lead.email == full).scalar_subquery(), Event.kind == "bounce").order_by(Event.id)).all()
+        assert [line.rsplit("; ", 1)[-1] for line in lines] == [
+            "soft bounce 1 of 3: this step failed, the lead stays", "soft bounce 2 of 3: this step failed, the lead stays",
+            "3 soft bounces in a row: the address is suppressed"]
+        assert session.scalars(select(Suppression.reason)).all() == ["bounce"]
 
 
 def one_mailbox_batch(pipeline: Pipeline, now: dt.datetime) -> list[int]:

@@ -336,6 +336,45 @@ def test_list_and_bulk_mail_is_never_an_opt_out() -> None:
     assert classify(raw(footer)).kind is Kind.UNSUBSCRIBE  # the same words from a person
 
 
+NEWSLETTER = ("Our December news: three new plans for your team.\n\nThis is an automated message, please do not reply. "
+              "Don't want these any more? Unsubscribe me: one click.")
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [{"Precedence": "bulk"}, {"Precedence": "junk"}, {"Precedence": "list"}, {"List_Id": "<news.client.example>"},
+     {"List_Unsubscribe": "<https://client.example/u/1>"}],
+    ids=lambda h: "-".join(h),
+)
+def test_a_newsletter_is_bulk_mail_neither_an_auto_reply_nor_a_reply_nor_an_opt_out(headers: dict[str, str]) -> None:
+    msg = message(NEWSLETTER, subject="December news", **headers)
+    del msg["In-Reply-To"]
+    result = classify(msg.as_bytes(), received=WEDNESDAY)
+    assert result.kind is Kind.BULK, result
+    assert result.evidence["header"] == next(iter(headers)).replace("_", "-")
+
+
+def test_a_person_answering_through_a_list_is_a_reply() -> None:
+    result = classify(raw("Yes, Tuesday at 10 works for the whole team.", subject="[sales-team] Re: Our proposal",
+                          List_Id="<sales-team.client.example>", Precedence="list"))
+    assert result.kind is Kind.REPLY, result
+
+
+@pytest.mark.parametrize(
+    ("subject", "headers"),
+    [("Re: Our proposal", {"Auto_Submitted": "auto-replied", "Precedence": "bulk"}),
+     ("Out of office: Our proposal", {"Precedence": "bulk"}),
+     ("Re: Our proposal", {"Precedence": "junk", "In_Reply_To": "<proposal-1@ours.example>"}),
+     ("Thank you for your e-mail", {"Precedence": "bulk", "Return_Path": "<>"})],  # RFC 3834's null return path
+)
+def test_an_autoresponder_that_marks_its_notice_bulk_is_an_auto_reply(subject: str, headers: dict[str, str]) -> None:
+    msg = message("I am away and will read your message when I am back.", subject=subject)
+    del msg["In-Reply-To"]
+    for name, value in headers.items():
+        msg[name.replace("_", "-")] = value
+    assert classify(msg.as_bytes(), received=WEDNESDAY).kind is Kind.AUTO_REPLY
+
+
 def test_the_return_date_can_be_read_later_the_same_as_at_once() -> None:
     from outreach.mail.inbound import read
 
@@ -512,3 +551,47 @@ def test_a_person_forwarding_a_message_is_no_bounce() -> None:
     msg = message("FYI, see the attached.")
     msg.add_attachment(message("Our proposal"))
     assert classify(msg.as_bytes()).kind is Kind.REPLY
+
+
+# -- list servers -------------------------------------------------------------------------------
+
+
+def _list_notice(sender: str, subject: str, body: str, **headers: str) -> bytes:
+    msg = message(body, subject=subject, **headers)
+    del msg["From"]
+    msg["From"] = sender
+    msg["References"] = "<proposal-1@ours.example>"
+    return msg.as_bytes()
+
+
+@pytest.mark.parametrize(
+    ("sender", "subject", "body", "headers", "cause"),
+    [
+        ("sales-admin@client.example", "You asha@ours.example are not member (sales ML)",
+         "You are not a member of this mailing list <sales@client.example>.\n\nIf you know the general guide of this list, send 'guide'.",
+         {"X_MLServer": "fml [fml 4.0.3 release]"}, "rejected"),
+        ("sales-owner@client.example", "Your message to Sales was rejected",
+         "You are not allowed to post to this mailing list, and your message has been automatically rejected.",
+         {"List_Id": "<sales.client.example>", "List_Post": "<mailto:sales@client.example>", "X_Mailman_Version": "2.1.39"},
+         "rejected"),
+        ("owner-sales@client.example", "Loop Alert: Duplicated Message-ID (sales ML)",
+         "Duplicated Message-ID in <sales@client.example>.\n\nOriginal mail as follows:\n\n   To: sales@client.example",
+         {"Mailing_List": "contact sales-help@client.example; run by ezmlm"}, "systemerror"),
+    ],
+)
+def test_a_list_servers_refusal_of_our_message_is_a_bounce(sender: str, subject: str, body: str, headers: dict[str, str], cause: str) -> None:
+    result = classify(_list_notice(sender, subject, body, **headers))
+    assert result.kind is Kind.BOUNCE, result
+    assert (result.cause, result.hard) == (cause, True)
+    assert result.recipients == ("sales@client.example",)
+    assert result.evidence["detector"] == "list server"
+
+
+def test_what_a_list_server_says_besides_refusals_and_what_a_list_relays_are_no_bounce() -> None:
+    held = _list_notice("sales-owner@client.example", "Your message to Sales awaits moderator approval",
+                        "Your mail to 'Sales' is being held until the list moderator can review it.", List_Id="<sales.client.example>")
+    assert classify(held).kind is not Kind.BOUNCE
+    relayed = _list_notice("Ben Lee <ben.lee@client.example>", "[sales] Re: Our proposal",
+                           "The board rejected the old offer; you are not a member of our vendor list yet. Send the new one?",
+                           List_Id="<sales.client.example>", X_MLServer="fml")
+    assert classify(relayed).kind is Kind.REPLY
