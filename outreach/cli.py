@@ -510,10 +510,11 @@ def demo(
     Example: outreach demo --seed 11
     """
     try:
-        from outreach.demo import ConsoleWatcher, print_summary, run_demo  # workers.actors reads the workspace as it loads
+        from outreach.demo import ConsoleWatcher, print_summary, run_demo
+        from workers.inprocess import InProcess
 
         with ConsoleWatcher(out) as watcher:
-            result = run_demo(workspace, seed=seed, days=days, watcher=watcher)
+            result = run_demo(workspace, senders=InProcess, seed=seed, days=days, watcher=watcher)
     except OutreachError as exc:
         _fail(exc)
         return
@@ -523,13 +524,12 @@ def demo(
         raise typer.Exit(1)
 
 
-def _broker_and_actors(url: str):  # type: ignore[no-untyped-def]
-    from workers import actors
+def _broker_and_actors(application: App):  # type: ignore[no-untyped-def]
+    from workers.actors import declare
     from workers.broker import make_broker
 
-    broker = make_broker(url)
-    actors.bind(broker)
-    return broker, actors
+    broker = make_broker(application.settings.broker_url)
+    return broker, declare(broker, lambda: application)
 
 
 @app.command()
@@ -557,9 +557,8 @@ def run(
         with _app(workspace) as application:
             runner.prepare(application)  # a broken sequence or an unknown mailbox stops it here, before anything starts
             _serve_metrics(metrics, application)
-            broker, actors = _broker_and_actors(application.settings.broker_url)
+            broker, actors = _broker_and_actors(application)
             runner.start_readers(application)
-            actors.configure(application)
             worker = runner.embedded_worker(broker, threads)
             stop = threading.Event()
             runner.stop_on_signals(stop)
@@ -575,7 +574,6 @@ def run(
                 for watcher in watchers:
                     watcher.join(15)
                 runner.stop_readers()
-                actors.configure(None)
     except OSError as exc:
         _fail(_cannot_listen(listen, exc, "choose another port, or --listen '' for none"))
     except OutreachError as exc:
@@ -588,7 +586,7 @@ def scheduler(
     interval: Annotated[float, typer.Option(help="Seconds between rounds.")] = 5.0,
     metrics: MetricsOpt = None,
 ) -> None:
-    """Run the scheduler only; workers run apart: `dramatiq workers.actors` (same OUTREACH_BROKER_URL).
+    """Run the scheduler only; workers run apart: `dramatiq workers.entry` (same OUTREACH_BROKER_URL).
 
     Any number of schedulers may run against one PostgreSQL: each round locks what it takes.
     """
@@ -601,7 +599,7 @@ def scheduler(
         with _app(workspace) as application:
             runner.prepare(application)
             _serve_metrics(metrics, application)
-            _, actors = _broker_and_actors(application.settings.broker_url)
+            _, actors = _broker_and_actors(application)
             runner.tune_collector()
             stop = threading.Event()
             runner.stop_on_signals(stop)
