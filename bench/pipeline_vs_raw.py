@@ -33,7 +33,7 @@ from dramatiq.brokers.redis import RedisBroker  # noqa: E402
 from bench.common import ROOT, START, seeded_app  # noqa: E402
 from outreach.mail.compose import Party, compose, make_message_id  # noqa: E402
 from outreach.runner import step, tune_collector  # noqa: E402
-from workers import actors  # noqa: E402
+from workers.actors import declare  # noqa: E402
 
 SERVER = """
 import sys, time, asyncio
@@ -103,17 +103,16 @@ def pipeline(port: int, n: int, threads: int, redis_url: str, processes: int) ->
         namespace = "dramatiq" if processes else f"outreach-bench-{uuid.uuid4().hex[:8]}"
         broker = RedisBroker(url=redis_url, namespace=namespace)
         broker.emit_after("process_boot")
-        actors.bind(broker)
+        actors = declare(broker, lambda: app)
         broker.flush_all()
         workers: subprocess.Popen[bytes] | None = None
         worker: dramatiq.Worker | None = None
-        if processes:  # the production way: `dramatiq workers.actors` in processes of their own
+        if processes:  # the production way: `dramatiq workers.entry` in processes of their own
             env = {**os.environ, "OUTREACH_BROKER_URL": redis_url, "OUTREACH_DATABASE_URL": url, "OUTREACH_WORKSPACE": str(app.settings.root), "OUTREACH_SECRET_KEY": "bench", "PYTHONPATH": str(ROOT)}
             before = _workers_seen(broker, namespace) | {broker.broker_id}
-            workers = subprocess.Popen([sys.executable, "-m", "dramatiq", "workers.actors", "--processes", str(processes), "--threads", str(threads)], env=env, cwd=str(ROOT), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            workers = subprocess.Popen([sys.executable, "-m", "dramatiq", "workers.entry", "--processes", str(processes), "--threads", str(threads)], env=env, cwd=str(ROOT), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             _wait_for_workers(broker, namespace, before, processes, workers)
         else:
-            actors.configure(app)
             worker = dramatiq.Worker(broker, worker_threads=threads, worker_timeout=100)
             worker.start()
         try:
@@ -134,14 +133,13 @@ def pipeline(port: int, n: int, threads: int, redis_url: str, processes: int) ->
                 worker.stop()
             broker.flush_all()
             broker.close()
-            actors.configure(None)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=10_000)
     parser.add_argument("--threads", type=int, default=8, help="worker threads (per process)")
-    parser.add_argument("--processes", type=int, default=2, help="worker processes (`dramatiq workers.actors`); 0: threads in this process")
+    parser.add_argument("--processes", type=int, default=2, help="worker processes (`dramatiq workers.entry`); 0: threads in this process")
     parser.add_argument("--rounds", type=int, default=3, help="pipeline and raw loop side by side, this many times; the ratio is the median")
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/0")
     args = parser.parse_args()

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
@@ -43,6 +43,8 @@ class ServerConfig(_Strict):
     security: Literal["none", "starttls", "tls"] = "starttls"
     username: str | None = None
     password_env: str | None = None  # the NAME of the variable holding the secret
+    # the environment the settings were loaded with, when one was given (load_settings binds it)
+    _environ: Mapping[str, str] | None = PrivateAttr(default=None)
 
     @field_validator("password_env")
     @classmethod
@@ -54,7 +56,9 @@ class ServerConfig(_Strict):
     def password(self) -> str | None:
         if self.password_env is None:
             return None
-        value = os.environ.get(self.password_env)
+        value = self._environ.get(self.password_env) if self._environ is not None else None
+        if value is None:
+            value = os.environ.get(self.password_env)
         if value is None:
             raise ConfigError(
                 Problem(Location("environment"), f"{self.password_env} is not set; export it with the mailbox password")
@@ -234,6 +238,11 @@ def load_settings(root: Path | None = None, environ: Mapping[str, str] | None = 
             database_url = f"sqlite:///{(root / relative).resolve()}"
     broker_url = env.get(f"{ENV_PREFIX}BROKER_URL") or workspace.broker_url or "stub://"
     secret = env.get(f"{ENV_PREFIX}SECRET_KEY", "")
+    if environ is not None:  # a mailbox's password is looked up there first, then in the process's environment
+        for box in workspace.mailboxes:
+            for server in (box.smtp, box.imap):
+                if server is not None:
+                    server._environ = environ
     return Settings(root=root, workspace=workspace, database_url=database_url, broker_url=broker_url, secret_from_env=secret, database_setting=setting)
 
 

@@ -20,7 +20,7 @@ from outreach.config import load_settings
 from outreach.runner import next_wakeup, prepare, step
 from outreach.service import App
 from tests.servers import Dovecot, SmtpServer
-from workers import actors
+from workers.inprocess import InProcess
 
 ROOT = Path(__file__).resolve().parents[1]
 ALWAYS_OPEN = """name: always-open
@@ -84,20 +84,15 @@ class Pipeline:
     def __init__(self, workspace: Path, database_url: str, start: dt.datetime, broker: dramatiq.Broker, threads: int = 2) -> None:
         self.clock = FakeClock(start)
         self.app = App(load_settings(workspace, {"OUTREACH_DATABASE_URL": database_url, "OUTREACH_SECRET_KEY": "test-signing-key"}), self.clock, migrate=True)
-        self.broker = broker
-        actors.bind(broker)
-        actors.configure(self.app)
-        self.worker = dramatiq.Worker(broker, worker_threads=threads, worker_timeout=50)
-        self.worker.start()
+        self.sending = InProcess(self.app, threads, broker)
         self.rounds = 0
 
     def prepare(self) -> None:
         prepare(self.app)
 
     def round(self) -> None:
-        step(self.app, actors.enqueue, now=self.clock.now())
-        self.broker.join(actors.send_message.queue_name, timeout=120_000)
-        self.worker.join()
+        step(self.app, self.sending.enqueue, now=self.clock.now())
+        self.sending.drain()
         self.rounds += 1
 
     def run_until(self, end: dt.datetime, max_rounds: int = 5000) -> None:
@@ -111,8 +106,7 @@ class Pipeline:
         raise AssertionError(f"still busy after {max_rounds} rounds")
 
     def close(self) -> None:
-        self.worker.stop()
-        actors.configure(None)
+        self.sending.stop()
         self.app.close()
 
 

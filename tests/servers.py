@@ -229,7 +229,7 @@ class Pymap(_ImapServer):
     server implementation for the same suite."""
 
     def __init__(self, users: dict[str, str]) -> None:
-        from outreach.mail.localmail import LocalMail
+        from outreach.demo.localmail import LocalMail
 
         self.users = users
         self.root = Path(tempfile.mkdtemp(prefix="outreach-pymap-", dir=tempfile.gettempdir()))
@@ -242,7 +242,7 @@ class Pymap(_ImapServer):
 
     def restart(self) -> None:
         """Stop and start again on the same port and maildirs (clients are cut off)."""
-        from outreach.mail.localmail import LocalMail
+        from outreach.demo.localmail import LocalMail
 
         self._mail.stop()
         self._mail = LocalMail(self.root / "mail", self.users, imap_port=self.port)

@@ -7,7 +7,6 @@ from dramatiq.brokers.stub import StubBroker
 
 from outreach.errors import ConfigError, Location, Problem
 
-
 HEARTBEAT_TIMEOUT_MS = 15_000  # a worker silent this long is taken for dead
 MAINTENANCE_CHANCE = 50_000  # in a million commands: with a few workers fetching each second, a look every few seconds
 
@@ -23,7 +22,7 @@ def make_broker(url: str) -> dramatiq.Broker:
         # back by the next "maintenance" after its heartbeats stop. Dramatiq's defaults (60 s of
         # silence, maintenance on 0.1 % of commands) leave them with the dead worker for many
         # minutes; a live worker's heartbeat comes with every fetch, about once a second.
-        return RedisBroker(url=url, heartbeat_timeout=HEARTBEAT_TIMEOUT_MS, maintenance_chance=MAINTENANCE_CHANCE)
+        return RedisBroker(url=url, heartbeat_timeout=HEARTBEAT_TIMEOUT_MS, maintenance_chance=MAINTENANCE_CHANCE)  # type: ignore[no-untyped-call]
     if scheme in ("amqp", "amqps"):
         from dramatiq.brokers.rabbitmq import RabbitmqBroker
 

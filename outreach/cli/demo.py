@@ -8,6 +8,7 @@ import typer
 
 from outreach.cli._common import WorkspaceOpt, err, fail, out
 from outreach.errors import OutreachError
+from workers.inprocess import InProcess
 
 
 def demo(
@@ -24,11 +25,14 @@ def demo(
     Example: outreach demo --seed 11
     """
     try:
-        # workers.actors reads the workspace as it loads
-        from outreach.demo import ConsoleWatcher, print_summary, run_demo
+        from outreach.demo import (  # on use: the demo's mail server takes a while to load
+            ConsoleWatcher,
+            print_summary,
+            run_demo,
+        )
 
         with ConsoleWatcher(out) as watcher:
-            result = run_demo(workspace, seed=seed, days=days, watcher=watcher)
+            result = run_demo(workspace, senders=InProcess, seed=seed, days=days, watcher=watcher)
     except OutreachError as exc:
         fail(exc)
     print_summary(out, result)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import logging
-from types import ModuleType
 from typing import Annotated
 
 import dramatiq
@@ -29,6 +28,8 @@ from outreach.cli._common import (
 from outreach.errors import ConfigError, Location, OutreachError, Problem
 from outreach.metrics import serve as serve_metrics
 from outreach.service import App
+from workers.actors import Actors, declare
+from workers.broker import make_broker
 
 MetricsOpt = Annotated[str | None, typer.Option("--metrics", envvar="OUTREACH_METRICS", help="HOST:PORT to serve Prometheus metrics on (e.g. 127.0.0.1:9464).")]
 
@@ -53,14 +54,10 @@ def _cannot_listen(listen: str, exc: OSError, fix: str) -> ConfigError:
     return ConfigError(Problem(Location("--listen"), f"cannot listen on {listen}: {exc.strerror or exc}; {fix}"))
 
 
-def _broker_and_actors(url: str) -> tuple[dramatiq.Broker, ModuleType]:
-    # on use: importing it reads the environment and the workspace
-    from workers import actors
-    from workers.broker import make_broker
-
-    broker = make_broker(url)
-    actors.bind(broker)
-    return broker, actors
+def _broker_and_actors(application: App) -> tuple[dramatiq.Broker, Actors]:
+    """The application's broker, with the sending actors declared on it for this application."""
+    broker = make_broker(application.settings.broker_url)
+    return broker, declare(broker, lambda: application)
 
 
 def run(
@@ -87,9 +84,8 @@ def run(
         with open_app(workspace) as application:
             runner.prepare(application)  # a broken sequence or an unknown mailbox stops it here, before anything starts
             _serve_metrics(metrics, application)
-            broker, actors = _broker_and_actors(application.settings.broker_url)
+            broker, actors = _broker_and_actors(application)
             runner.start_readers(application)
-            actors.configure(application)
             worker = runner.embedded_worker(broker, threads)
             stop = threading.Event()
             runner.stop_on_signals(stop)
@@ -105,7 +101,6 @@ def run(
                 for watcher in watchers:
                     watcher.join(15)
                 runner.stop_readers()
-                actors.configure(None)
     except OSError as exc:
         fail(_cannot_listen(listen, exc, "choose another port, or --listen '' for none"))
     except OutreachError as exc:
@@ -118,7 +113,7 @@ def scheduler(
     interval: Annotated[float, typer.Option(help="Seconds between rounds.")] = 5.0,
     metrics: MetricsOpt = None,
 ) -> None:
-    """Run the scheduler only; workers run apart: `dramatiq workers.actors` (same OUTREACH_BROKER_URL).
+    """Run the scheduler only; workers run apart: `dramatiq workers.entry` (same OUTREACH_BROKER_URL).
 
     Any number of schedulers may run against one PostgreSQL: each round locks what it takes.
     """
@@ -126,7 +121,7 @@ def scheduler(
     with open_app(workspace) as application:
         runner.prepare(application)
         _serve_metrics(metrics, application)
-        _, actors = _broker_and_actors(application.settings.broker_url)
+        _, actors = _broker_and_actors(application)
         runner.tune_collector()
         stop = stop_on_signals()
         runner.run_scheduler(application, actors.enqueue, stop, interval=interval)

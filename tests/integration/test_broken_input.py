@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from tests.cli_helpers import run, snapshot
-from tests.conftest import DATA
+from tests.conftest import DATA, ROOT
 
 BROKEN = DATA / "broken"
 
@@ -152,3 +155,31 @@ def test_a_broken_workspace_file_is_located(workspace: Path) -> None:
     result = run(workspace, "sequences", "lint")
     assert result.exit_code == 2
     assert re.search(r"outreach\.yaml:\d+:\d+: mailboxes\[0\]\.daly_cap: unknown field 'daly_cap'; did you mean 'daily_cap'\?", result.stderr), result.stderr
+
+
+WORKER_ENTRY_CASES = [
+    ("missing", {}, r"/missing: no workspace here: no such folder; pass --workspace DIR \(or set OUTREACH_WORKSPACE\)"),
+    ("misspelt", {}, r"outreach\.yaml:\d+:\d+: mailboxes\[0\]\.daly_cap: unknown field 'daly_cap'; did you mean 'daily_cap'\?"),
+    ("broker", {"OUTREACH_BROKER_URL": "kafka://127.0.0.1:9092"}, r"OUTREACH_BROKER_URL: unknown broker 'kafka'; use stub://"),
+]
+
+
+@pytest.mark.parametrize(("case", "env", "expected"), WORKER_ENTRY_CASES, ids=[c[0] for c in WORKER_ENTRY_CASES])
+def test_the_workers_refuse_a_broken_workspace_with_its_place_and_no_traceback(workspace: Path, case: str, env: dict[str, str], expected: str) -> None:
+    """`dramatiq workers.entry`, as the README starts the workers: the worker process says what is
+    wrong where, and dramatiq stops with its exit code, before any message is taken."""
+    if case == "missing":
+        workspace = workspace / "missing"
+    elif case == "misspelt":
+        path = workspace / "outreach.yaml"
+        path.write_text(path.read_text().replace("    daily_cap:", "    daly_cap:", 1))
+    environ = {name: value for name, value in os.environ.items() if not name.startswith("OUTREACH_")}
+    environ.update(OUTREACH_WORKSPACE=str(workspace), PYTHONPATH=str(ROOT), **env)
+    done = subprocess.run(
+        [sys.executable, "-m", "dramatiq", "workers.entry", "--processes", "1", "--threads", "1"],
+        env=environ, cwd=workspace.parent, capture_output=True, text=True, timeout=120, check=False,
+    )
+    output = done.stdout + done.stderr
+    assert done.returncode == 2, output
+    assert re.search(expected, output), output
+    assert "Traceback" not in output

@@ -2,7 +2,7 @@
 after it has answered.
 
 The real processes run as an operator would run them: `outreach scheduler`, two
-`dramatiq workers.actors` and `outreach poll`, on a PostgreSQL and a persistent Redis of the
+`dramatiq workers.entry` and `outreach poll`, on a PostgreSQL and a persistent Redis of the
 test's own, sending to an SMTP server that stalls every DATA and refuses about a fifth of the
 messages with a temporary error, and reading a real Dovecot. While a three-step sequence (half a
 minute between steps) runs for 60 leads, a worker is SIGKILLed every 3-5 s and replaced, Redis is
@@ -59,7 +59,7 @@ RETRY_AFTER = 5  # seconds before a message the server deferred is tried again (
 SETTLE_FOR = 100.0  # after the faults stop: a killed worker's claim runs out (SEND_LEASE), retries, the last steps
 BUDGET = 240.0  # from the start of the test to the end of settling; teardown takes a few seconds more
 # a short shutdown timeout: a SIGTERM at the end must not wait out Dramatiq's default 10 minutes
-WORKER_ARGS = ("workers.actors", "--processes", "1", "--threads", "4", "--worker-shutdown-timeout", "5000")
+WORKER_ARGS = ("workers.entry", "--processes", "1", "--threads", "4", "--worker-shutdown-timeout", "5000")
 
 SEQUENCE = """\
 name: chaos

@@ -19,8 +19,9 @@ from sqlalchemy.orm import Session
 from outreach.db.models import Enrollment, Event, InboundMail, Lead, Message, Suppression
 from outreach.db.session import make_engine
 from outreach.demo import CAST, DAYS, Behaviour, DemoResult, Persona, run_demo
-from outreach.mail.localmail import CATCH_ALL
+from outreach.demo.localmail import CATCH_ALL
 from tests.cli_helpers import run
+from workers.inprocess import InProcess
 
 ROOT = Path(__file__).resolve().parents[2]
 BD = "bd-client-follow-up"
@@ -30,7 +31,7 @@ SHORT = 12  # days of the CLI run, whose story must be the start of the long one
 
 @pytest.fixture(scope="module")
 def played(tmp_path_factory: pytest.TempPathFactory) -> DemoResult:
-    return run_demo(ROOT, seed=SEED, directory=tmp_path_factory.mktemp("demo"))
+    return run_demo(ROOT, senders=InProcess, seed=SEED, directory=tmp_path_factory.mktemp("demo"))
 
 
 @pytest.fixture(scope="module")

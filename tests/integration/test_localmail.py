@@ -21,14 +21,14 @@ from imapclient import IMAPClient
 from imapclient.exceptions import LoginError
 
 from outreach.config import ImapConfig, ServerConfig
+from outreach.demo.localmail import CATCH_ALL, LocalMail
 from outreach.mail.imap import ImapStore
-from outreach.mail.localmail import CATCH_ALL, LocalMail
 from outreach.mail.transports.smtp import SmtpTransport
 from tests.pipeline import MAILBOXES, PASSWORD, PASSWORD_ENV
 
 PRIYA, RAHUL = "priya@appneural.example", "rahul@appneural.example"
 USERS = {PRIYA: "priya-secret", RAHUL: "rahul-secret"}
-UTC = dt.timezone.utc
+UTC = dt.UTC
 POLICY = SMTP.clone(max_line_length=998)  # long headers on one line, as outreach writes them
 
 
@@ -202,14 +202,19 @@ def test_stop_closes_open_connections_and_leaves_no_thread(tmp_path: Path) -> No
         _ = mail.imap_port
 
 
-def test_a_root_on_another_filesystem_than_the_temp_dir_is_refused_up_front(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_root_on_another_filesystem_than_the_temp_dir_serves_and_keeps_its_mail(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """pymap renames each index file into place from where it was written: beside it, not in the temp dir."""
     other = Path("/dev/shm")
     if not other.is_dir() or other.stat().st_dev == tmp_path.stat().st_dev:
         pytest.skip("needs /dev/shm on a filesystem of its own")
     monkeypatch.setattr(tempfile, "tempdir", str(other))
-    with pytest.raises(RuntimeError, match="temp dir"):
-        LocalMail(tmp_path / "mail", USERS).start()
-    assert not [t for t in threading.enumerate() if t.name.startswith("localmail")]
+    with LocalMail(tmp_path / "mail", USERS) as mail:
+        send(mail, raw("<far@acme.example>"), [PRIYA])
+        with imap(mail) as client:
+            assert list(fetch_all(client, "INBOX")) == [1]
+    with LocalMail(tmp_path / "mail", USERS) as mail, imap(mail) as client:
+        assert list(fetch_all(client, "INBOX")) == [1]
+    assert not list((tmp_path / "mail").rglob("tmp-*")), "no temporary file is left behind"
 
 
 # ImapStore, the project's own IMAP code, gives the same answers from pymap as from Dovecot.

@@ -15,7 +15,8 @@ from outreach.clock import FakeClock
 from outreach.db.models import Event, InboundMail
 from outreach.db.session import make_engine
 from outreach.demo import run_demo
-from outreach.mail.localmail import LocalMail
+from outreach.demo.localmail import LocalMail
+from workers.inprocess import InProcess
 
 ROOT = Path(__file__).resolve().parents[2]
 PRIYA = "priya@appneural.example"
@@ -49,7 +50,7 @@ def test_arrivals_are_dated_by_the_clock_given(tmp_path: Path) -> None:
 
 def test_a_demo_set_in_the_future_dates_every_arrival_in_its_own_time(tmp_path: Path) -> None:
     start = dt.datetime(2031, 3, 3, 2, 30, tzinfo=dt.UTC)  # a Monday, 08:00 in Bengaluru
-    played = run_demo(ROOT, seed=7, days=2, directory=tmp_path / "demo", start=start)
+    played = run_demo(ROOT, senders=InProcess, seed=7, days=2, directory=tmp_path / "demo", start=start)
     assert played.finished and (played.start, played.end) == (start, start + dt.timedelta(days=2))
     engine = make_engine(played.database_url)
     try:

@@ -13,115 +13,26 @@ to the store with an `await`, and `stop()` has a single loop to wind down.
 from __future__ import annotations
 
 import asyncio
-import re
-import tempfile
 import threading
-from argparse import Namespace
 from collections.abc import Coroutine, Iterable, Mapping
 from concurrent.futures import Future
 from contextlib import AsyncExitStack
-from mailbox import MaildirMessage
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Protocol, Self, TypeVar
+from typing import Any, Self, TypeVar
 
 from aiosmtpd.smtp import SMTP, Envelope
 from aiosmtpd.smtp import Session as SmtpSession
-from proxyprotocol.reader import ProxyProtocolReader
-from proxyprotocol.sock import SocketInfo
-from proxyprotocol.version import ProxyProtocolVersion
-from pymap.backend.maildir import Config, Identity, Login
-from pymap.backend.maildir.layout import MaildirLayout
-from pymap.backend.maildir.mailbox import Maildir, MailboxData
-from pymap.concurrent import Subsystem
-from pymap.frozen import frozendict
-from pymap.imap import IMAPServer
-from pymap.interfaces.login import IdentityInterface
-from pymap.parsing.message import AppendMessage
-from pymap.parsing.specials import FetchRequirement
-from pymap.user import Passwords, UserMetadata
-from pysasl.hashing import BuiltinHash
 
 from outreach.clock import Clock, SystemClock
+from outreach.demo._pymap import HOSTNAME, Mailbox, Store, write_in_place
 
 __all__ = ["CATCH_ALL", "FOLDERS", "LocalMail"]
 
 FOLDERS = ("INBOX", "Sent", "Drafts")
 CATCH_ALL = "catch-all"  # the account whose INBOX keeps mail for addresses that are not users
-HOSTNAME = "localmail"  # how both servers name themselves in greetings
 
 _T = TypeVar("_T")
-_LINE_END = re.compile(rb"\r?\n")
-
-
-class _Readable(Protocol):
-    def read(self, size: int | None = None, /) -> bytes: ...
-
-
-class _StoredMessage(MaildirMessage):
-    """A maildir file served as stored, with the CRLF line ends IMAP requires.
-
-    pymap would serve the stdlib's re-serialisation instead, which ends lines with LF and
-    refolds long headers (References, Subject), so FETCH would not return what was APPENDed.
-    The file itself is exact apart from its LF line ends, as in Dovecot's maildirs.
-    """
-
-    def __init__(self, file: _Readable) -> None:
-        super().__init__()
-        self._raw = _LINE_END.sub(b"\r\n", file.read())
-
-    def __bytes__(self) -> bytes:
-        return self._raw
-
-
-class _Maildir(Maildir):
-    def __init__(self, dirname: str, create: bool = True) -> None:
-        super().__init__(dirname, factory=_StoredMessage, create=create)
-
-
-class _Identity(Identity):
-    def _load_maildir(self, mailbox_path: str) -> tuple[Maildir, MaildirLayout[Any]]:
-        """pymap's own, with `_Maildir` in place of its Maildir for the INBOX and every folder."""
-        full_path = str(Path(self.config.base_dir, mailbox_path))
-        layout = MaildirLayout.get(full_path, self.config.layout, _Maildir)
-        return _Maildir(full_path, create=not Path(full_path).exists()), layout
-
-
-class _Login(Login):
-    async def authorize(self, authenticated: IdentityInterface, authzid: str) -> Identity:
-        identity = await super().authorize(authenticated, authzid)
-        return _Identity(self.config, self.tokens, identity.name, None, identity.roles)
-
-
-class _Corked:
-    """A StreamWriter that sends each IMAP response in one piece, when pymap drains it.
-
-    pymap writes a response in fragments (`* 1 FETCH (`, `FLAGS ()`, `)`), each its own TCP
-    segment. imapclient's `idle_check` reads without blocking and aborts on a partial line
-    ("unterminated line"), so an IDLE client would fail at random; Dovecot sends whole lines.
-    """
-
-    def __init__(self, writer: asyncio.StreamWriter) -> None:
-        self._writer = writer
-        self._pending = bytearray()
-
-    def write(self, data: bytes) -> None:
-        self._pending += data
-
-    async def drain(self) -> None:
-        self._writer.write(bytes(self._pending))
-        self._pending.clear()
-        await self._writer.drain()
-
-    def close(self) -> None:
-        self._writer.close()
-
-
-class _Config(Config):
-    @property
-    def greeting(self) -> bytes:
-        """A fixed name: pymap's default asks DNS for this host's FQDN, which can hang offline."""
-        return b"Server ready " + HOSTNAME.encode()
 
 
 class LocalMail:
@@ -145,16 +56,15 @@ class LocalMail:
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
-        self._config: _Config | None = None
-        self._login: _Login | None = None
-        self._inboxes: dict[str, MailboxData] = {}  # only touched on the servers' loop
+        self._store: Store | None = None
+        self._inboxes: dict[str, Mailbox] = {}  # only touched on the servers' loop
 
     def start(self, timeout: float = 10.0) -> Self:
         """Start both servers; returns once they accept connections, or raises what stopped them."""
         if self._thread is not None:
             raise RuntimeError("LocalMail is already running")
         self.root.mkdir(parents=True, exist_ok=True)
-        _check_same_filesystem(self.root)
+        write_in_place()
         ready: Future[tuple[int, int]] = Future()
         self._thread = threading.Thread(target=asyncio.run, args=(self._serve(ready),), name=f"localmail-{self.root.name}", daemon=True)
         self._thread.start()
@@ -175,7 +85,7 @@ class LocalMail:
         thread.join(timeout)
         if thread.is_alive():
             raise RuntimeError(f"LocalMail did not stop within {timeout} s")
-        self._thread = self._loop = self._stop = self._config = self._login = self._ports = None
+        self._thread = self._loop = self._stop = self._store = self._ports = None
         self._inboxes.clear()
 
     def __enter__(self) -> Self:
@@ -222,8 +132,11 @@ class LocalMail:
             async with AsyncExitStack() as stack:
                 loop = self._loop = asyncio.get_running_loop()
                 self._stop = asyncio.Event()
-                await self._open_store()
-                imap = await asyncio.start_server(self._imap_callback(), self.host, self._wanted_ports[0])
+                store = self._store = Store(self.root, self.host, self._wanted_ports[0])
+                accounts: dict[str, str | None] = {**self.users, CATCH_ALL: None}  # no password: nobody logs in as catch-all
+                for name, password in accounts.items():
+                    await store.add_account(name, password, FOLDERS)
+                imap = await asyncio.start_server(store.imap_connection(), self.host, self._wanted_ports[0])
                 await stack.enter_async_context(imap)
                 smtp = await loop.create_server(lambda: SMTP(_Handler(self), hostname=HOSTNAME, enable_SMTPUTF8=True), self.host, self._wanted_ports[1])
                 await stack.enter_async_context(smtp)
@@ -234,57 +147,11 @@ class LocalMail:
                 raise
             ready.set_exception(exc)  # start() raises it in the caller's thread
 
-    async def _open_store(self) -> None:
-        """Configure pymap, then create or update the accounts and their folders."""
-        self._config = config = _Config(
-            Namespace(passlib_cfg=None, proxy_protocol=None),  # what pymap would read from its command line
-            host=self.host,
-            port=self._wanted_ports[0],
-            base_dir=str(self.root),
-            layout="++",
-            colon=None,
-            cpu_subsystem=Subsystem.for_asyncio(),  # pymap's default is a thread pool nobody shuts down
-            tls_enabled=False,
-            reject_dnsbl=False,
-            invalid_user_sleep=0.0,
-            hash_context=BuiltinHash(rounds=1000),  # the files under root hold no password, and LOGIN stays fast
-        )
-        self._login = _Login(config)
-        passwords = Passwords(config)
-        accounts: dict[str, str | None] = {**self.users, CATCH_ALL: None}  # no password: nobody logs in as catch-all
-        for name, password in accounts.items():
-            identity = self._identity(name)
-            hashed = await passwords.hash_password(password) if password is not None else None
-            await identity.set(UserMetadata(config, name, password=hashed, params=frozendict({"mailbox_path": name})))
-            async with identity.new_session() as session:
-                for folder in FOLDERS:
-                    if folder != "INBOX":
-                        try:
-                            await session.mailbox_set.add_mailbox(folder)
-                        except KeyError:
-                            pass  # made by an earlier run
-                    await session.mailbox_set.get_mailbox(folder)  # fixes its UIDVALIDITY now
-
-    def _identity(self, name: str) -> _Identity:
-        assert self._config is not None and self._login is not None
-        return _Identity(self._config, self._login.tokens, name, None, frozenset())
-
-    def _imap_callback(self) -> Any:
-        assert self._config is not None and self._login is not None
-        server = IMAPServer(self._login, self._config)
-
-        async def connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, sock_info: SocketInfo) -> None:
-            await server(reader, _Corked(writer), sock_info)  # type: ignore[arg-type]
-
-        return ProxyProtocolReader(ProxyProtocolVersion.get(None)).get_callback(connection)
-
-    async def _mailbox(self, user: str, folder: str) -> MailboxData:
+    async def _mailbox(self, user: str, folder: str) -> Mailbox:
         if user != CATCH_ALL and user not in self.users:
             raise KeyError(f"{user} is not a user of this LocalMail")
-        async with self._identity(user).new_session() as session:
-            mailbox = await session.mailbox_set.get_mailbox(folder)
-        assert isinstance(mailbox, MailboxData)
-        return mailbox
+        assert self._store is not None
+        return await self._store.mailbox(user, folder)
 
     async def _deliver(self, raw: bytes, recipients: list[str]) -> None:
         for recipient in dict.fromkeys(r.lower() for r in recipients):
@@ -292,12 +159,10 @@ class LocalMail:
             if user not in self._inboxes:
                 # kept: pymap's get_mailbox re-reads the whole folder, and append does not need that
                 self._inboxes[user] = await self._mailbox(user, "INBOX")
-            await self._inboxes[user].append(AppendMessage(copy, self.clock.now()), recent=True)
+            await Store.append(self._inboxes[user], copy, self.clock.now())
 
     async def _messages(self, user: str, folder: str) -> list[bytes]:
-        mailbox = await self._mailbox(user, folder)
-        found = sorted([m async for m in mailbox.messages()], key=lambda m: m.uid)
-        return [bytes((await m.load_content(FetchRequirement.CONTENT)).content) for m in found]
+        return await Store.contents(await self._mailbox(user, folder))
 
 
 class _Handler:
@@ -309,14 +174,6 @@ class _Handler:
     async def handle_DATA(self, server: SMTP, session: SmtpSession, envelope: Envelope) -> str:
         await self._mail._deliver(envelope.original_content or b"", list(envelope.rcpt_tos))
         return "250 2.0.0 Ok: delivered"
-
-
-def _check_same_filesystem(root: Path) -> None:
-    """pymap writes each index file (users, UID lists) in the temp dir and os.rename()s it into
-    place, which fails across filesystems (EXDEV), e.g. with /tmp on tmpfs: say so up front."""
-    temp = Path(tempfile.gettempdir())
-    if root.stat().st_dev != temp.stat().st_dev:
-        raise RuntimeError(f"{root} is not on the filesystem of the temp dir {temp}, which pymap needs; put it there or point TMPDIR at {root}'s filesystem")
 
 
 def _port(server: asyncio.Server) -> int:
